@@ -1,0 +1,60 @@
+# marketplace-etl: every target is a thin wrapper around a script in hack/.
+SHELL := /usr/bin/env bash
+
+BIN_DIR := $(CURDIR)/bin
+export PATH := $(BIN_DIR):$(PATH)
+export GOBIN := $(BIN_DIR)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE ?= ghcr.io/marketplace-etl/marketplace-etl:$(VERSION)
+
+# Pinned tool versions (installed into ./bin by `make tools`).
+HELM_VERSION ?= v3.19.0
+HELM_UNITTEST_VERSION ?= v1.0.3
+export HELM_VERSION HELM_UNITTEST_VERSION VERSION IMAGE BIN_DIR
+
+.PHONY: all build test test-go test-chart test-rules bench demo e2e-k8s image tools lint fuzz clean help
+
+all: build ## Build the binary (default)
+
+help: ## List targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## Build bin/marketplace-etl with the version stamped in
+	@hack/build.sh
+
+test: ## Everything CI runs: Go tests on a real PostgreSQL, alert rules, chart
+	@hack/test.sh
+
+test-go: ## Go unit and integration tests only
+	@hack/test-go.sh
+
+test-chart: tools ## helm lint, helm-unittest, strict manifest decoding
+	@hack/test-chart.sh
+
+test-rules: ## promtool check + test of the alert rules
+	@hack/test-rules.sh
+
+lint: ## gofmt and go vet
+	@hack/lint.sh
+
+fuzz: ## Run every fuzz target for FUZZTIME (default 30s each)
+	@hack/fuzz.sh
+
+bench: build ## Throughput benchmark against psql \copy and the naive loader
+	@hack/bench.sh
+
+demo: build ## Throw-away PostgreSQL + simulator, 30-day backfill, daily run, summary
+	@hack/demo.sh
+
+e2e-k8s: tools build ## Install the chart into the API server at $$KUBECONFIG
+	@hack/e2e-k8s.sh
+
+image: ## Build the container image (needs a container engine)
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+tools: ## Install pinned helm and helm-unittest into ./bin
+	@hack/tools.sh
+
+clean: ## Remove build outputs
+	rm -rf $(BIN_DIR)/marketplace-etl
