@@ -1,0 +1,412 @@
+package purchases
+
+import (
+	"bytes"
+	"math"
+	"strconv"
+)
+
+// Field names of the API's purchase object.
+const (
+	fClientID = iota
+	fGender
+	fDate
+	fSeconds
+	fProductID
+	fQuantity
+	fPrice
+	fDiscount
+	fTotal
+	numFields
+)
+
+var fieldNames = [numFields]string{
+	"client_id", "gender", "purchase_datetime", "purchase_time_as_seconds_from_midnight",
+	"product_id", "quantity", "price_per_item", "discount_per_item", "total_price",
+}
+
+// value kinds of a scanned JSON value
+const (
+	kAbsent = iota
+	kNull
+	kNumber
+	kString
+	kOther // true, false, object, array
+)
+
+type scanned struct {
+	kind int
+	raw  []byte // number text, or string contents (still escaped)
+}
+
+// Parse validates one JSON element of the API's array against the requested
+// date ("YYYY-MM-DD"). It returns the record, or a Rejection with a reason.
+// The element must be syntactically valid JSON (the caller's decoder checks
+// that); Parse never panics on any input (see FuzzParse).
+func Parse(elem []byte, date string) (Record, *Rejection) {
+	var rec Record
+	var vals [numFields]scanned
+	b := bytes.TrimSpace(elem)
+	if len(b) == 0 || b[0] != '{' {
+		return rec, &Rejection{NotObject, "expected a JSON object, got " + preview(b)}
+	}
+	if !scanObject(b, &vals) {
+		return rec, &Rejection{NotObject, "malformed object"}
+	}
+	present := 0
+	for i := range vals {
+		if vals[i].kind != kAbsent && vals[i].kind != kNull {
+			present++
+		}
+	}
+	if present == 0 {
+		return rec, &Rejection{AllNull, "every field is null or absent"}
+	}
+	for i := range vals {
+		switch vals[i].kind {
+		case kAbsent:
+			return rec, &Rejection{MissingField, fieldNames[i] + " is missing"}
+		case kNull:
+			return rec, &Rejection{NullField, fieldNames[i] + " is null"}
+		}
+	}
+	var ok bool
+	ints := [...]struct {
+		f   int
+		dst *int64
+	}{{fClientID, &rec.ClientID}, {fSeconds, &rec.Seconds}, {fProductID, &rec.ProductID}, {fQuantity, &rec.Quantity}}
+	for _, it := range ints {
+		v := vals[it.f]
+		if v.kind != kNumber {
+			return rec, &Rejection{WrongType, fieldNames[it.f] + " is not a number"}
+		}
+		if *it.dst, ok = parseWhole(v.raw); !ok {
+			return rec, &Rejection{WrongType, fieldNames[it.f] + " is not a whole number: " + string(v.raw)}
+		}
+	}
+	money := [...]struct {
+		f   int
+		dst *Cents
+	}{{fPrice, &rec.Price}, {fDiscount, &rec.Discount}, {fTotal, &rec.Total}}
+	for _, m := range money {
+		v := vals[m.f]
+		if v.kind != kNumber {
+			return rec, &Rejection{WrongType, fieldNames[m.f] + " is not a number"}
+		}
+		if *m.dst, ok = parseCents(v.raw); !ok {
+			return rec, &Rejection{WrongType, fieldNames[m.f] + " is not an amount with at most 2 decimals: " + string(v.raw)}
+		}
+	}
+	g := vals[fGender]
+	if g.kind != kString {
+		return rec, &Rejection{WrongType, "gender is not a string"}
+	}
+	if len(g.raw) != 1 || (g.raw[0] != 'M' && g.raw[0] != 'F') {
+		return rec, &Rejection{InvalidGender, "gender is " + strconv.Quote(string(g.raw)) + ", expected M or F"}
+	}
+	rec.Gender = g.raw[0]
+	d := vals[fDate]
+	if d.kind != kString {
+		return rec, &Rejection{WrongType, "purchase_datetime is not a string"}
+	}
+	if !isDate(d.raw) {
+		return rec, &Rejection{WrongType, "purchase_datetime is not a YYYY-MM-DD date: " + strconv.Quote(string(d.raw))}
+	}
+	if string(d.raw[:10]) != date {
+		return rec, &Rejection{DateMismatch, "purchase_datetime is " + string(d.raw[:10]) + ", requested " + date}
+	}
+	rec.Date = date
+	switch {
+	case rec.ClientID < 0:
+		return rec, &Rejection{NegativeValue, "client_id is negative"}
+	case rec.ProductID < 0:
+		return rec, &Rejection{NegativeValue, "product_id is negative"}
+	case rec.Quantity < 0:
+		return rec, &Rejection{NegativeValue, "quantity is negative"}
+	case rec.Price < 0:
+		return rec, &Rejection{NegativeValue, "price_per_item is negative"}
+	case rec.Discount < 0:
+		return rec, &Rejection{NegativeValue, "discount_per_item is negative"}
+	case rec.Total < 0:
+		return rec, &Rejection{NegativeValue, "total_price is negative"}
+	case rec.Seconds < 0 || rec.Seconds >= SecondsPerDay:
+		return rec, &Rejection{TimeOutOfRange, "purchase_time_as_seconds_from_midnight is " + strconv.FormatInt(rec.Seconds, 10) + ", expected 0..86399"}
+	case rec.ClientID > math.MaxInt32 || rec.ProductID > math.MaxInt32 || rec.Quantity > math.MaxInt32:
+		return rec, &Rejection{WrongType, "an id or quantity is out of the 32-bit range"}
+	case rec.Price > maxCents || rec.Total > maxCents:
+		return rec, &Rejection{WrongType, "an amount is out of range"}
+	case rec.Discount > rec.Price:
+		return rec, &Rejection{DiscountAbovePrice, "discount_per_item " + rec.Discount.String() + " is above price_per_item " + rec.Price.String()}
+	case Cents(rec.Quantity)*(rec.Price-rec.Discount) != rec.Total:
+		return rec, &Rejection{TotalMismatch, "total_price " + rec.Total.String() + " is not quantity × (price − discount) = " + (Cents(rec.Quantity) * (rec.Price - rec.Discount)).String()}
+	case rec.Quantity == 0:
+		return rec, &Rejection{ZeroQuantity, "quantity is 0"}
+	}
+	return rec, nil
+}
+
+// maxCents keeps quantity*price far from overflow and within numeric(14,2).
+const maxCents = Cents(1e12)
+
+func preview(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "…"
+	}
+	return string(b)
+}
+
+func isDate(s []byte) bool {
+	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
+		return false
+	}
+	if len(s) > 10 && s[10] != 'T' && s[10] != ' ' {
+		return false
+	}
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9} {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	m := int(s[5]-'0')*10 + int(s[6]-'0')
+	d := int(s[8]-'0')*10 + int(s[9]-'0')
+	return m >= 1 && m <= 12 && d >= 1 && d <= 31
+}
+
+// parseWhole accepts 12, 12.0, -3, 1.2e3 when the value is a whole number.
+func parseWhole(s []byte) (int64, bool) {
+	if n, ok := parseDigits(s); ok {
+		return n, true
+	}
+	f, err := strconv.ParseFloat(string(s), 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// parseCents accepts numbers with at most two decimal places, exactly.
+func parseCents(s []byte) (Cents, bool) {
+	neg := false
+	if len(s) > 0 && s[0] == '-' {
+		neg, s = true, s[1:]
+	}
+	intPart, frac := s, []byte(nil)
+	if i := bytes.IndexByte(s, '.'); i >= 0 {
+		intPart, frac = s[:i], s[i+1:]
+	}
+	if bytes.ContainsAny(s, "eE") {
+		f, err := strconv.ParseFloat(string(s), 64)
+		c := math.Round(f * 100)
+		if err != nil || math.Abs(c-f*100) > 1e-6 || math.Abs(c) > float64(maxCents) {
+			return 0, false
+		}
+		if neg {
+			c = -c
+		}
+		return Cents(c), true
+	}
+	n, ok := parseDigits(intPart)
+	if !ok || n > int64(maxCents) {
+		return 0, false
+	}
+	for len(frac) > 2 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+	}
+	var f int64
+	switch len(frac) {
+	case 0:
+	case 1, 2:
+		for _, c := range frac {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+		}
+		f = int64(frac[0]-'0') * 10
+		if len(frac) == 2 {
+			f += int64(frac[1] - '0')
+		}
+	default:
+		return 0, false
+	}
+	c := Cents(n*100 + f)
+	if neg {
+		c = -c
+	}
+	return c, true
+}
+
+// parseDigits parses an optionally negative integer without fraction,
+// allowing a fraction of only zeros ("12.0").
+func parseDigits(s []byte) (int64, bool) {
+	neg := false
+	if len(s) > 0 && s[0] == '-' {
+		neg, s = true, s[1:]
+	}
+	if i := bytes.IndexByte(s, '.'); i >= 0 {
+		for _, c := range s[i+1:] {
+			if c != '0' {
+				return 0, false
+			}
+		}
+		if i+1 == len(s) {
+			return 0, false
+		}
+		s = s[:i]
+	}
+	if len(s) == 0 || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// scanObject reads the top-level members of a JSON object, keeping the
+// values of the known fields. Nested values are skipped. It reports false
+// when the bytes are not a well-formed object.
+func scanObject(b []byte, vals *[numFields]scanned) bool {
+	i := skipWS(b, 1)
+	if i < len(b) && b[i] == '}' {
+		return skipWS(b, i+1) == len(b)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		kEnd, esc := scanString(b, i)
+		if kEnd < 0 {
+			return false
+		}
+		key := b[i+1 : kEnd-1]
+		i = skipWS(b, kEnd)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipWS(b, i+1)
+		if i >= len(b) {
+			return false
+		}
+		var v scanned
+		switch c := b[i]; {
+		case c == '"':
+			end, vesc := scanString(b, i)
+			if end < 0 {
+				return false
+			}
+			v = scanned{kind: kString, raw: b[i+1 : end-1]}
+			if vesc {
+				v.raw = unescape(b[i:end])
+			}
+			i = end
+		case c == 'n':
+			if !bytes.HasPrefix(b[i:], []byte("null")) {
+				return false
+			}
+			v, i = scanned{kind: kNull}, i+4
+		case c == '-' || (c >= '0' && c <= '9'):
+			j := i
+			for j < len(b) && bytes.IndexByte([]byte("+-.eE0123456789"), b[j]) >= 0 {
+				j++
+			}
+			v, i = scanned{kind: kNumber, raw: b[i:j]}, j
+		default:
+			end := skipValue(b, i)
+			if end < 0 {
+				return false
+			}
+			v, i = scanned{kind: kOther}, end
+		}
+		if !esc {
+			for f := range fieldNames {
+				if string(key) == fieldNames[f] {
+					vals[f] = v
+					break
+				}
+			}
+		}
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipWS(b, i+1)
+		case '}':
+			return skipWS(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the closing quote of the string at i,
+// and whether it contains escapes; -1 when unterminated.
+func scanString(b []byte, i int) (int, bool) {
+	esc := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			esc = true
+			j++
+		case '"':
+			return j + 1, esc
+		}
+	}
+	return -1, esc
+}
+
+// skipValue skips a literal, object or array starting at i.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			end, _ := scanString(b, j)
+			if end < 0 {
+				return -1
+			}
+			j = end - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return j
+			}
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		case ',':
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+	if depth == 0 {
+		return len(b)
+	}
+	return -1
+}
+
+func unescape(quoted []byte) []byte {
+	s, err := strconv.Unquote(string(quoted))
+	if err != nil {
+		return quoted
+	}
+	return []byte(s)
+}

@@ -1,0 +1,140 @@
+package purchases
+
+import (
+	"strings"
+	"testing"
+)
+
+const day = "2023-01-05"
+
+func line(overrides map[string]string) string {
+	fields := map[string]string{
+		"client_id": "42", "gender": `"F"`, "purchase_datetime": `"2023-01-05"`,
+		"purchase_time_as_seconds_from_midnight": "3600", "product_id": "0", "quantity": "3",
+		"price_per_item": "1000", "discount_per_item": "100", "total_price": "2700",
+	}
+	for k, v := range overrides {
+		if v == "-" {
+			delete(fields, k)
+			continue
+		}
+		fields[k] = v
+	}
+	var parts []string
+	for _, k := range []string{"client_id", "gender", "purchase_datetime", "purchase_time_as_seconds_from_midnight", "product_id", "quantity", "price_per_item", "discount_per_item", "total_price"} {
+		if v, ok := fields[k]; ok {
+			parts = append(parts, `"`+k+`": `+v)
+		}
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func TestParseValid(t *testing.T) {
+	rec, rej := Parse([]byte(line(nil)), day)
+	if rej != nil {
+		t.Fatalf("unexpected rejection %v", rej)
+	}
+	want := Record{ClientID: 42, Gender: 'F', Date: day, Seconds: 3600, ProductID: 0, Quantity: 3, Price: 100000, Discount: 10000, Total: 270000}
+	if rec != want {
+		t.Fatalf("got %+v, want %+v", rec, want)
+	}
+}
+
+func TestParseAccepts(t *testing.T) {
+	cases := map[string]map[string]string{
+		"floats with .0":           {"client_id": "42.0", "quantity": "3.0", "price_per_item": "1000.0", "discount_per_item": "100.0", "total_price": "2700.0"},
+		"client and product id 0":  {"client_id": "0", "product_id": "0"},
+		"free line":                {"discount_per_item": "1000", "total_price": "0"},
+		"last second of the day":   {"purchase_time_as_seconds_from_midnight": "86399"},
+		"midnight":                 {"purchase_time_as_seconds_from_midnight": "0"},
+		"cents":                    {"price_per_item": "10.50", "discount_per_item": "0.5", "total_price": "30"},
+		"exponent whole":           {"total_price": "2.7e3"},
+		"unknown extra field":      {"extra": `{"a":[1,2]}`},
+		"date with time component": {"purchase_datetime": `"2023-01-05T10:00:00"`},
+		"escaped gender":           {"gender": `"\u0046"`},
+	}
+	for name, o := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, rej := Parse([]byte(line(o)), day); rej != nil {
+				t.Fatalf("rejected %s: %v", line(o), rej)
+			}
+		})
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	cases := []struct {
+		name string
+		elem string
+		want Reason
+	}{
+		{"array element", `[1,2]`, NotObject},
+		{"null element", `null`, NotObject},
+		{"number element", `17`, NotObject},
+		{"all null", `{"client_id":null,"gender":null,"purchase_datetime":null,"purchase_time_as_seconds_from_midnight":null,"product_id":null,"quantity":null,"price_per_item":null,"discount_per_item":null,"total_price":null}`, AllNull},
+		{"empty object", `{}`, AllNull},
+		{"missing field", line(map[string]string{"gender": "-"}), MissingField},
+		{"null field", line(map[string]string{"quantity": "null"}), NullField},
+		{"fractional id", line(map[string]string{"client_id": "42.5"}), WrongType},
+		{"string price", line(map[string]string{"price_per_item": `"1000"`}), WrongType},
+		{"boolean quantity", line(map[string]string{"quantity": "true"}), WrongType},
+		{"sub-cent price", line(map[string]string{"price_per_item": "10.001"}), WrongType},
+		{"numeric gender", line(map[string]string{"gender": "1"}), WrongType},
+		{"bad date", line(map[string]string{"purchase_datetime": `"05.01.2023"`}), WrongType},
+		{"gender X", line(map[string]string{"gender": `"X"`}), InvalidGender},
+		{"gender lowercase", line(map[string]string{"gender": `"f"`}), InvalidGender},
+		{"other date", line(map[string]string{"purchase_datetime": `"2023-01-04"`}), DateMismatch},
+		{"time 86400", line(map[string]string{"purchase_time_as_seconds_from_midnight": "86400"}), TimeOutOfRange},
+		{"negative time", line(map[string]string{"purchase_time_as_seconds_from_midnight": "-1"}), TimeOutOfRange},
+		{"negative client", line(map[string]string{"client_id": "-5"}), NegativeValue},
+		{"negative price", line(map[string]string{"price_per_item": "-1000", "discount_per_item": "0", "total_price": "-3000"}), NegativeValue},
+		{"discount above price", line(map[string]string{"discount_per_item": "1001", "total_price": "0"}), DiscountAbovePrice},
+		{"total mismatch", line(map[string]string{"total_price": "2701"}), TotalMismatch},
+		{"zero quantity", line(map[string]string{"quantity": "0", "total_price": "0"}), ZeroQuantity},
+		{"huge id", line(map[string]string{"client_id": "99999999999"}), WrongType},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, rej := Parse([]byte(c.elem), day)
+			if rej == nil {
+				t.Fatalf("accepted %s, want %s", c.elem, c.want)
+			}
+			if rej.Reason != c.want {
+				t.Fatalf("reason %s (%s), want %s", rej.Reason, rej.Detail, c.want)
+			}
+			if rej.Detail == "" {
+				t.Fatal("empty detail")
+			}
+		})
+	}
+}
+
+func TestChecksumIsOrderIndependentAndCountsDuplicates(t *testing.T) {
+	a, b := []byte(line(nil)), []byte(line(map[string]string{"client_id": "7"}))
+	var x, y, dup Checksum
+	x.Add(a)
+	x.Add(b)
+	y.Add(b)
+	y.Add(a)
+	if x.String() != y.String() {
+		t.Fatalf("order changed checksum: %s vs %s", x.String(), y.String())
+	}
+	dup.Add(a)
+	dup.Add(a)
+	dup.Add(b)
+	if dup.String() == x.String() {
+		t.Fatal("a duplicated line did not change the checksum")
+	}
+	var empty Checksum
+	if empty.String() != "v1:0:00000000000000000000000000000000" {
+		t.Fatalf("empty checksum %s", empty.String())
+	}
+}
+
+func TestCentsString(t *testing.T) {
+	for c, want := range map[Cents]string{0: "0.00", 5: "0.05", 1050: "10.50", -1050: "-10.50", 10000000: "100000.00"} {
+		if got := c.String(); got != want {
+			t.Errorf("Cents(%d) = %s, want %s", c, got, want)
+		}
+	}
+}
