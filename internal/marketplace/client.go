@@ -1,0 +1,263 @@
+// Package marketplace talks to the Marketplace API (Client) and imitates it
+// (Simulator), quirks included: plain HTTP, one day per call, JSON whatever
+// the Content-Type, a Russian sentence instead of data before 2022-01-01.
+package marketplace
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// NoDataSentence is what the API answers, with status 200, for dates before
+// its first day ("no information for earlier periods").
+const NoDataSentence = "Информация за более ранние периоды отсутствует"
+
+// FirstDay is the first date the API has data for.
+var FirstDay = time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// ErrNoData means the API has no data for the date (its sentence answer).
+var ErrNoData = errors.New("the API has no data for this date")
+
+// TransientError is a failure worth retrying: a 5xx or 429 status, a
+// connection error, a timeout, a truncated or non-JSON body.
+type TransientError struct {
+	Op         string
+	Status     int           // HTTP status, 0 when none was received
+	RetryAfter time.Duration // from a Retry-After header, 0 when absent
+	Err        error
+}
+
+func (e *TransientError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("%s: HTTP %d: %v", e.Op, e.Status, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Op, e.Err)
+}
+
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// IsTransient tells whether err is worth retrying.
+func IsTransient(err error) bool {
+	var t *TransientError
+	return errors.As(err, &t)
+}
+
+// RetryAfter returns the delay the server asked for, if any.
+func RetryAfter(err error) time.Duration {
+	var t *TransientError
+	if errors.As(err, &t) {
+		return t.RetryAfter
+	}
+	return 0
+}
+
+// Observer receives every request's outcome, e.g. for metrics. code is 0
+// when no response arrived.
+type Observer interface {
+	ObserveRequest(code int, d time.Duration)
+}
+
+// Client fetches one day at a time.
+type Client struct {
+	base     *url.URL
+	http     *http.Client
+	timeout  time.Duration
+	observer Observer
+}
+
+// NewClient makes a client of the API at rawURL (the /data endpoint).
+// timeout bounds the wait for response headers and any stall while reading
+// the body; a large day that keeps streaming is never cut off.
+func NewClient(rawURL string, timeout time.Duration, observer Observer) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing API URL: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = timeout
+	tr.MaxIdleConnsPerHost = 2
+	return &Client{base: u, http: &http.Client{Transport: tr}, timeout: timeout, observer: observer}, nil
+}
+
+// Day is the response for one date, read element by element.
+type Day struct {
+	body    io.ReadCloser
+	dec     *json.Decoder
+	stall   *time.Timer
+	cancel  context.CancelFunc
+	date    string
+	started time.Time
+	once    sync.Once
+	obs     func()
+}
+
+// Open requests date (YYYY-MM-DD) and checks the start of the body. It returns
+// ErrNoData for the API's no-data sentence and a *TransientError for anything
+// worth retrying. The caller must Close the Day.
+func (c *Client) Open(ctx context.Context, date string) (*Day, error) {
+	u := *c.base
+	q := u.Query()
+	q.Set("date", date)
+	u.RawQuery = q.Encode()
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("building API request for %s: %w", date, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "marketplace-etl")
+	op := "fetching " + date + " from the API"
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		cancel()
+		c.observe(0, start)
+		if parent.Err() != nil {
+			return nil, fmt.Errorf("%s: %w", op, parent.Err())
+		}
+		return nil, &TransientError{Op: op, Err: err}
+	}
+	stall := time.AfterFunc(c.timeout, cancel)
+	d := &Day{body: resp.Body, stall: stall, cancel: cancel, date: date, started: start}
+	d.obs = func() { c.observe(resp.StatusCode, start) }
+	if resp.StatusCode != http.StatusOK {
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		d.Close()
+		terr := &TransientError{Op: op, Status: resp.StatusCode, Err: fmt.Errorf("%s", oneLine(snippet))}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			terr.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+			return nil, terr
+		}
+		return nil, fmt.Errorf("%s: unexpected HTTP %d: %s", op, resp.StatusCode, oneLine(snippet))
+	}
+	br := bufio.NewReaderSize(&stallReader{r: resp.Body, t: stall, d: c.timeout}, 64<<10)
+	first, err := firstByte(br)
+	if err != nil {
+		d.Close()
+		return nil, &TransientError{Op: op, Status: 200, Err: fmt.Errorf("reading the body: %w", err)}
+	}
+	if first != '[' {
+		head, _ := io.ReadAll(io.LimitReader(br, 64<<10))
+		d.Close()
+		text := strings.Trim(strings.TrimSpace(string(head)), `"`)
+		if strings.Contains(text, NoDataSentence) {
+			return nil, ErrNoData
+		}
+		return nil, &TransientError{Op: op, Status: 200, Err: fmt.Errorf("body is not a JSON array: %s", oneLine(head))}
+	}
+	d.dec = json.NewDecoder(br)
+	if _, err := d.dec.Token(); err != nil { // the '['
+		d.Close()
+		return nil, &TransientError{Op: op, Status: 200, Err: err}
+	}
+	return d, nil
+}
+
+// Next returns the next element of the array, verbatim; the bytes are valid
+// until the next call. io.EOF ends a complete array; a body cut short or
+// malformed gives a *TransientError.
+func (d *Day) Next(buf *json.RawMessage) error {
+	if !d.dec.More() {
+		if _, err := d.dec.Token(); err != nil {
+			return &TransientError{Op: "reading " + d.date + " from the API", Status: 200, Err: fmt.Errorf("body ends before the closing bracket: %w", err)}
+		}
+		d.once.Do(d.obs)
+		return io.EOF
+	}
+	if err := d.dec.Decode(buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return &TransientError{Op: "reading " + d.date + " from the API", Status: 200, Err: fmt.Errorf("body cut off or malformed: %w", err)}
+	}
+	return nil
+}
+
+// Close releases the connection.
+func (d *Day) Close() {
+	d.stall.Stop()
+	d.once.Do(d.obs)
+	// Cancel before closing: a body not read to its end may be stalled, and
+	// the connection is not worth keeping then.
+	d.cancel()
+	d.body.Close()
+}
+
+func (c *Client) observe(code int, start time.Time) {
+	if c.observer != nil {
+		c.observer.ObserveRequest(code, time.Since(start))
+	}
+}
+
+// stallReader cancels the request when the body stops flowing for d.
+type stallReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.t.Reset(s.d)
+	}
+	return n, err
+}
+
+func firstByte(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		switch b {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case 0xEF: // UTF-8 byte order mark
+			if p, _ := br.Peek(2); bytes.Equal(p, []byte{0xBB, 0xBF}) {
+				_, _ = br.Discard(2)
+				continue
+			}
+		}
+		return b, br.UnreadByte()
+	}
+}
+
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+func oneLine(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	if s == "" {
+		s = "(empty body)"
+	}
+	return s
+}

@@ -1,0 +1,167 @@
+package marketplace
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
+)
+
+func fetchAll(t *testing.T, c *Client, date string) ([]string, error) {
+	t.Helper()
+	d, err := c.Open(context.Background(), date)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	var out []string
+	var raw json.RawMessage
+	for {
+		if err := d.Next(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, err
+		}
+		out = append(out, string(raw))
+	}
+}
+
+func newPair(t *testing.T, cfg SimConfig) (*Simulator, *Client) {
+	sim := NewSimulator(cfg)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	c, err := NewClient(srv.URL+"/data", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, c
+}
+
+func TestSimulatorIsDeterministicButShuffled(t *testing.T) {
+	_, c := newPair(t, SimConfig{})
+	a, err := fetchAll(t, c, "2023-03-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fetchAll(t, c, "2023-03-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) < 1000 || len(a) > 10000 {
+		t.Fatalf("%d lines, want 1000..10000", len(a))
+	}
+	if strings.Join(a, "\n") == strings.Join(b, "\n") {
+		t.Fatal("row order did not change between calls")
+	}
+	var ca, cb purchases.Checksum
+	for i := range a {
+		ca.Add([]byte(a[i]))
+		cb.Add([]byte(b[i]))
+	}
+	if ca.String() != cb.String() {
+		t.Fatal("content differs between calls")
+	}
+	sort.Strings(a)
+	sort.Strings(b)
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Fatal("multiset differs between calls")
+	}
+}
+
+func TestSimulatorQuirksAndStats(t *testing.T) {
+	sim, c := newPair(t, SimConfig{})
+	var lines, valid, zero, late int
+	for _, date := range []string{"2023-01-01", "2023-01-02", "2023-01-03", "2023-01-04", "2023-01-05"} {
+		rows, err := fetchAll(t, c, date)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := sim.Stats(date)
+		v := 0
+		for _, r := range rows {
+			_, rej := purchases.Parse([]byte(r), date)
+			switch {
+			case rej == nil:
+				v++
+			case rej.Reason == purchases.ZeroQuantity:
+				zero++
+			case rej.Reason == purchases.TimeOutOfRange:
+				late++
+			default:
+				t.Fatalf("unexpected rejection %v of %s", rej, r)
+			}
+		}
+		if st.Lines != len(rows) || st.ValidLines != v {
+			t.Fatalf("%s: stats %+v, fetched %d lines, %d valid", date, st, len(rows), v)
+		}
+		lines += len(rows)
+		valid += v
+	}
+	if share := float64(zero) / float64(lines); share < 0.01 || share > 0.03 {
+		t.Fatalf("zero-quantity share %.3f, want about 0.02", share)
+	}
+}
+
+func TestNoDataSentenceBefore2022(t *testing.T) {
+	_, c := newPair(t, SimConfig{})
+	if _, err := fetchAll(t, c, "2021-12-31"); !errors.Is(err, ErrNoData) {
+		t.Fatalf("got %v, want ErrNoData", err)
+	}
+}
+
+func TestFaultsAreTransient(t *testing.T) {
+	for name, cfg := range map[string]SimConfig{
+		"5xx":        {ErrorRate: 1},
+		"429":        {RateLimitRate: 1},
+		"reset":      {ResetRate: 1},
+		"html":       {HTMLErrorRate: 1},
+		"truncated":  {TruncateRate: 1},
+		"fail first": {FailFirst: 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, c := newPair(t, cfg)
+			_, err := fetchAll(t, c, "2023-05-05")
+			if !IsTransient(err) {
+				t.Fatalf("got %v, want a transient error", err)
+			}
+			if name == "429" && RetryAfter(err) != time.Second {
+				t.Fatalf("Retry-After %v, want 1s", RetryAfter(err))
+			}
+		})
+	}
+}
+
+func TestClientReadsJSONWhateverTheContentType(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "\ufeff [ {\"a\":1} , null ]")
+	}))
+	defer srv.Close()
+	c, _ := NewClient(srv.URL, time.Second, nil)
+	rows, err := fetchAll(t, c, "2023-01-01")
+	if err != nil || len(rows) != 2 || rows[0] != `{"a":1}` || rows[1] != "null" {
+		t.Fatalf("rows %q, err %v", rows, err)
+	}
+}
+
+func TestClientStallTimeout(t *testing.T) {
+	_, c := newPair(t, SimConfig{TruncateRate: 1, StallAfter: time.Minute})
+	c.timeout = 200 * time.Millisecond
+	start := time.Now()
+	_, err := fetchAll(t, c, "2023-05-05")
+	if !IsTransient(err) {
+		t.Fatalf("got %v, want transient", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatal("stalled body was not cut off by the timeout")
+	}
+}
