@@ -1,0 +1,281 @@
+{{/*
+Chart name, truncated to 63 characters (DNS-1123 label limit).
+*/}}
+{{- define "marketplace.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: <release>-<chart>, or the release name when it contains the chart name.
+Truncated to 40 characters so that every "<fullname>-<suffix>" stays a valid name.
+*/}}
+{{- define "marketplace.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version for the helm.sh/chart label.
+*/}}
+{{- define "marketplace.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels. Call with the root context.
+*/}}
+{{- define "marketplace.labels" -}}
+helm.sh/chart: {{ include "marketplace.chart" . }}
+{{ include "marketplace.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "marketplace.name" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels. Call with the root context; add app.kubernetes.io/component yourself.
+*/}}
+{{- define "marketplace.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "marketplace.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of a component: dict "root" $ "component" "daily".
+*/}}
+{{- define "marketplace.componentLabels" -}}
+{{ include "marketplace.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Selector labels of a component: dict "root" $ "component" "metabase".
+*/}}
+{{- define "marketplace.componentSelectorLabels" -}}
+{{ include "marketplace.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+ServiceAccount name.
+*/}}
+{{- define "marketplace.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "marketplace.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The marketplace-etl image reference.
+*/}}
+{{- define "marketplace.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- database */}}
+
+{{- define "marketplace.postgresql.fullname" -}}
+{{- printf "%s-postgresql" (include "marketplace.fullname" .) }}
+{{- end }}
+
+{{/*
+Secret holding the database passwords (keys: password, readonly-password, metabase-password).
+*/}}
+{{- define "marketplace.database.secretName" -}}
+{{- if .Values.postgresql.enabled }}
+{{- default (include "marketplace.postgresql.fullname" .) .Values.postgresql.auth.existingSecret }}
+{{- else }}
+{{- default (printf "%s-external-db" (include "marketplace.fullname" .)) .Values.externalDatabase.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "marketplace.database.host" -}}
+{{- if .Values.postgresql.enabled }}
+{{- include "marketplace.postgresql.fullname" . }}
+{{- else }}
+{{- required "externalDatabase.host is required when postgresql.enabled is false" .Values.externalDatabase.host }}
+{{- end }}
+{{- end }}
+
+{{- define "marketplace.database.port" -}}
+{{- if .Values.postgresql.enabled }}
+{{- .Values.postgresql.service.port }}
+{{- else }}
+{{- .Values.externalDatabase.port }}
+{{- end }}
+{{- end }}
+
+{{/*
+Database settings by key: dict "root" $ "key" "database" -> postgresql.auth.<key> or externalDatabase.<key>.
+*/}}
+{{- define "marketplace.database.get" -}}
+{{- if .root.Values.postgresql.enabled }}
+{{- index .root.Values.postgresql.auth .key }}
+{{- else }}
+{{- index .root.Values.externalDatabase .key }}
+{{- end }}
+{{- end }}
+
+{{- define "marketplace.database.sslmode" -}}
+{{- if .Values.postgresql.enabled }}disable{{ else }}{{ .Values.externalDatabase.sslmode }}{{ end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- services */}}
+
+{{- define "marketplace.metabase.fullname" -}}
+{{- printf "%s-metabase" (include "marketplace.fullname" .) }}
+{{- end }}
+
+{{- define "marketplace.metabase.secretName" -}}
+{{- default (include "marketplace.metabase.fullname" .) .Values.metabase.existingSecret }}
+{{- end }}
+
+{{- define "marketplace.metabase.url" -}}
+{{- printf "http://%s:%v" (include "marketplace.metabase.fullname" .) .Values.metabase.service.port }}
+{{- end }}
+
+{{- define "marketplace.pushgateway.fullname" -}}
+{{- printf "%s-pushgateway" (include "marketplace.fullname" .) }}
+{{- end }}
+
+{{- define "marketplace.pushgateway.url" -}}
+{{- if .Values.pushgateway.enabled }}
+{{- printf "http://%s:%v" (include "marketplace.pushgateway.fullname" .) .Values.pushgateway.service.port }}
+{{- else }}
+{{- .Values.metrics.pushgatewayUrl }}
+{{- end }}
+{{- end }}
+
+{{- define "marketplace.mockApi.fullname" -}}
+{{- printf "%s-mockapi" (include "marketplace.fullname" .) }}
+{{- end }}
+
+{{- define "marketplace.apiUrl" -}}
+{{- if .Values.mockApi.enabled }}
+{{- printf "http://%s:%v/data" (include "marketplace.mockApi.fullname" .) .Values.mockApi.service.port }}
+{{- else }}
+{{- .Values.etl.apiUrl }}
+{{- end }}
+{{- end }}
+
+{{/*
+A password kept across upgrades: the value already stored in the live Secret when there is one
+(`lookup`; empty under `helm template` and --dry-run), a new random one otherwise.
+dict "root" $ "name" <secret name> "key" <data key>. Output is base64-encoded.
+*/}}
+{{- define "marketplace.keptSecretValue" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name }}
+{{- if and $existing $existing.data (hasKey $existing.data .key) }}
+{{- index $existing.data .key }}
+{{- else }}
+{{- randAlphaNum (default 32 .length) | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- ETL pods */}}
+
+{{/*
+Environment of every marketplace-etl container: the ConfigMap plus the secrets.
+*/}}
+{{- define "marketplace.etl.envFrom" -}}
+- configMapRef:
+    name: {{ include "marketplace.fullname" . }}-etl
+{{- end }}
+
+{{- define "marketplace.etl.env" -}}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "marketplace.database.secretName" . }}
+      key: password
+{{- if .Values.metrics.passwordSecret.name }}
+- name: PUSHGATEWAY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.metrics.passwordSecret.name }}
+      key: {{ .Values.metrics.passwordSecret.key }}
+{{- end }}
+{{- with .Values.etl.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod-level fields shared by the marketplace-etl pods (everything but containers).
+*/}}
+{{- define "marketplace.etl.podCommon" -}}
+serviceAccountName: {{ include "marketplace.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.etl.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.etl.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.etl.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 256Mi
+{{- end }}
+
+{{/*
+Container-level fields shared by the marketplace-etl containers (after name/args).
+*/}}
+{{- define "marketplace.etl.containerCommon" -}}
+image: {{ include "marketplace.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+resources:
+  {{- toYaml .Values.etl.resources | nindent 2 }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end }}
+
+{{/*
+podFailurePolicy of the ETL Jobs: exit code 2 (usage/config) and 3 (data contract) fail the Job at
+once, a pod disruption (eviction, preemption, node drain) does not count against backoffLimit.
+*/}}
+{{- define "marketplace.etl.podFailurePolicy" -}}
+rules:
+  - action: FailJob
+    onExitCodes:
+      containerName: etl
+      operator: In
+      values: [2, 3]
+  - action: Ignore
+    onPodConditions:
+      - type: DisruptionTarget
+{{- end }}
