@@ -279,3 +279,15 @@ rules:
     onPodConditions:
       - type: DisruptionTarget
 {{- end }}
+
+{{/*
+Fails on clusters older than Kubernetes 1.29. Uses the major/minor numbers (gitVersion is
+v0.0.0-master on clusters built from source). Included once, by the ETL ConfigMap.
+*/}}
+{{- define "marketplace.validateKubeVersion" -}}
+{{- $major := .Capabilities.KubeVersion.Major | trimSuffix "+" | atoi }}
+{{- $minor := .Capabilities.KubeVersion.Minor | trimSuffix "+" | atoi }}
+{{- if or (lt $major 1) (and (eq $major 1) (lt $minor 29)) }}
+{{- fail (printf "marketplace needs Kubernetes >= 1.29 (CronJob timeZone, Job podFailurePolicy and backoffLimitPerIndex); this cluster is %s.%s" .Capabilities.KubeVersion.Major .Capabilities.KubeVersion.Minor) }}
+{{- end }}
+{{- end }}
