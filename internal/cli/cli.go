@@ -1,0 +1,163 @@
+// Package cli is marketplace-etl's command line: it parses flags over the
+// environment's configuration, wires the domain packages together and maps
+// every outcome to a documented exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/config"
+)
+
+// version is stamped at build time with -ldflags.
+var version = "dev"
+
+// Exit codes, documented in the README and in --help.
+const (
+	ExitOK        = 0 // success
+	ExitRetryable = 1 // API or database unavailable, timeouts, interrupted: worth retrying
+	ExitUsage     = 2 // bad flag, bad environment value, a date that has not ended yet
+	ExitData      = 3 // data-contract failure: a day's reject ratio above ETL_MAX_REJECT_RATIO
+)
+
+const usage = `marketplace-etl loads Marketplace API purchase lines into PostgreSQL, one pass per invocation.
+
+Usage:
+  marketplace-etl <command> [flags]
+
+Commands:
+  run [--date YYYY-MM-DD]              the daily pass: yesterday (ETL_TIMEZONE) plus catch-up of the
+                                       last ETL_CATCHUP_DAYS days not loaded yet; or exactly --date
+  backfill --from DATE [--to DATE]     historical load, resumable; [--force] re-fetches loaded days;
+           [--shard-index i --shard-count n]  one shard of the range (JOB_COMPLETION_INDEX, BACKFILL_SHARD_COUNT)
+  migrate [up|status]                  apply or show the embedded schema migrations
+  check                                verify configuration, database, schema version and API
+  mockapi [--listen :8080] [...]       serve the Marketplace API simulator
+  metabase-setup                       create or update the Metabase database, collection and dashboards
+  version                              print the version
+
+Run 'marketplace-etl <command> --help' for the flags of a command.
+Configuration comes from the environment (see README); flags override it.
+
+Exit codes:
+  0  success
+  1  failure worth retrying (API or database unavailable, timeouts, interrupted)
+  2  usage or configuration error (bad flag or environment value, a date that has not ended yet)
+  3  data-contract failure (a day's rejected share above ETL_MAX_REJECT_RATIO; the day is not loaded)
+`
+
+// usageError is a bad command line: exit 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// exitError carries an exit code decided by a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string) int {
+	return run(args, os.Stdout, os.Stderr)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "run":
+		err = runCommand(ctx, rest, stderr)
+	case "backfill":
+		err = backfillCommand(ctx, rest, stderr)
+	case "migrate":
+		err = migrateCommand(ctx, rest, stdout, stderr)
+	case "check":
+		err = checkCommand(ctx, rest, stdout, stderr)
+	case "mockapi":
+		err = mockapiCommand(ctx, rest, stderr)
+	case "metabase-setup":
+		err = metabaseCommand(ctx, rest, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "marketplace-etl", version)
+		return ExitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	default:
+		err = usagef("unknown command %q: expected one of run, backfill, migrate, check, mockapi, metabase-setup, version", cmd)
+	}
+	if err == nil {
+		return ExitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	code := exitCode(err)
+	fmt.Fprintf(stderr, "marketplace-etl %s: %s\n", cmd, oneLine(err.Error()))
+	return code
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	var ue *usageError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue), config.IsConfigError(err):
+		return ExitUsage
+	}
+	return ExitRetryable
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// newFlagSet makes a flag set whose errors become usage errors and whose
+// help shows the command's flags.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fs.SetOutput(stderr)
+		fmt.Fprintf(stderr, "Usage: marketplace-etl %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, "\nExit codes: 0 success, 1 retryable failure, 2 usage/configuration error, 3 data-contract failure.\n")
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			fs.Usage()
+			return flag.ErrHelp
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	return nil
+}

@@ -1,0 +1,232 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/config"
+	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
+	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/store"
+)
+
+// passFlags are the flags run and backfill share.
+type passFlags struct {
+	apiURL    string
+	noMigrate bool
+}
+
+func (f *passFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.apiURL, "api-url", "", "Marketplace API /data endpoint (overrides MARKETPLACE_API_URL)")
+	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply pending migrations first (overrides ETL_AUTO_MIGRATE)")
+}
+
+func (f *passFlags) apply(cfg *config.Config) error {
+	if f.apiURL != "" {
+		cfg.APIURL = f.apiURL
+	}
+	if f.noMigrate {
+		cfg.AutoMigrate = false
+	}
+	return cfg.Validate()
+}
+
+func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("run", "run [--date YYYY-MM-DD] [flags]", stderr)
+	date := fs.String("date", "", "load exactly this business day (default: yesterday in ETL_TIMEZONE plus catch-up)")
+	var pf passFlags
+	pf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	if err := pf.apply(cfg); err != nil {
+		return err
+	}
+	now := time.Now()
+	plan := pipeline.Plan{Always: map[time.Time]bool{}}
+	var from, to time.Time
+	if *date != "" {
+		d, err := pipeline.ParseDate(*date)
+		if err != nil {
+			return usagef("--date: %v", err)
+		}
+		if err := pipeline.CheckEnded(d, now, cfg.Location); err != nil {
+			return usagef("--date: %v", err)
+		}
+		plan.Days, plan.Always[d] = []time.Time{d}, true
+		from, to = d, d
+	} else {
+		to = pipeline.Yesterday(now, cfg.Location)
+		from = to.AddDate(0, 0, -cfg.CatchupDays)
+		plan.Days, plan.Always[to] = pipeline.Days(from, to), true
+	}
+	return pass(ctx, cfg, store.Run{Mode: "run", From: from, To: to, ShardCount: 1, Version: version}, plan, stderr)
+}
+
+func backfillCommand(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("backfill", "backfill --from YYYY-MM-DD [--to YYYY-MM-DD] [--force] [--shard-index i --shard-count n] [flags]", stderr)
+	fromS := fs.String("from", "", "first business day to load (required)")
+	toS := fs.String("to", "", "last business day to load (default: yesterday in ETL_TIMEZONE)")
+	force := fs.Bool("force", false, "re-fetch days already loaded (unchanged content is still left untouched)")
+	shardIndex := fs.String("shard-index", "", "this pod's shard, 0-based (default: JOB_COMPLETION_INDEX, else 0)")
+	shardCount := fs.String("shard-count", "", "number of shards the range is split into (default: BACKFILL_SHARD_COUNT, else 1)")
+	var pf passFlags
+	pf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *fromS == "" {
+		return usagef("--from is required: expected the first day to load as YYYY-MM-DD")
+	}
+	from, err := pipeline.ParseDate(*fromS)
+	if err != nil {
+		return usagef("--from: %v", err)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	if err := pf.apply(cfg); err != nil {
+		return err
+	}
+	now := time.Now()
+	to := pipeline.Yesterday(now, cfg.Location)
+	if *toS != "" {
+		if to, err = pipeline.ParseDate(*toS); err != nil {
+			return usagef("--to: %v", err)
+		}
+		if err := pipeline.CheckEnded(to, now, cfg.Location); err != nil {
+			return usagef("--to: %v", err)
+		}
+	}
+	if from.After(to) {
+		return usagef("--from %s is after --to %s: expected from <= to", from.Format(time.DateOnly), to.Format(time.DateOnly))
+	}
+	idx, cnt := cfg.ShardIndex, cfg.ShardCount
+	if *shardIndex != "" {
+		if idx, err = strconv.Atoi(*shardIndex); err != nil || idx < 0 {
+			return usagef("--shard-index=%q: expected a whole number from 0", *shardIndex)
+		}
+	}
+	if *shardCount != "" {
+		if cnt, err = strconv.Atoi(*shardCount); err != nil || cnt < 1 {
+			return usagef("--shard-count=%q: expected a whole number from 1", *shardCount)
+		}
+	}
+	if idx >= cnt {
+		return usagef("shard index %d is not below shard count %d: expected 0 <= --shard-index < --shard-count", idx, cnt)
+	}
+	plan := pipeline.Plan{Days: pipeline.Shard(pipeline.Days(from, to), idx, cnt), Force: *force}
+	return pass(ctx, cfg, store.Run{Mode: "backfill", From: from, To: to, ShardIndex: idx, ShardCount: cnt, Version: version}, plan, stderr)
+}
+
+// pass runs one ETL pass and maps its outcome to an exit code.
+func pass(ctx context.Context, cfg *config.Config, run store.Run, plan pipeline.Plan, stderr io.Writer) error {
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("mode", run.Mode)
+	started := time.Now()
+	rec, err := newRecorder(cfg, run, log)
+	if err != nil {
+		return err
+	}
+	log.Info("pass starting", "version", version, "from", run.From.Format(time.DateOnly), "to", run.To.Format(time.DateOnly),
+		"days", len(plan.Days), "shard", fmt.Sprintf("%d/%d", run.ShardIndex, run.ShardCount), "api", cfg.APIURL,
+		"database", config.Redact(cfg.DatabaseURL))
+	res, err := execute(ctx, cfg, run, plan, rec, log)
+	code := ExitOK
+	switch {
+	case err != nil:
+		code = exitCode(err)
+	case res.RejectFailure:
+		code, err = ExitData, &exitError{ExitData, fmt.Errorf("%d day(s) refused by the data contract: %v", len(res.Failed), res.Failed[0].Err)}
+	case len(res.Failed) > 0:
+		code, err = ExitRetryable, fmt.Errorf("%d day(s) failed, first %s: %v", len(res.Failed), res.Failed[0].Date.Format(time.DateOnly), res.Failed[0].Err)
+	case res.MartsErr != nil:
+		code, err = ExitRetryable, fmt.Errorf("data loaded but refreshing the marts failed: %w", res.MartsErr)
+	}
+	rec.Finish(res, err, started)
+	if err != nil {
+		log.Error("pass failed", "exit_code", code, "duration", time.Since(started).Round(time.Millisecond), "err", err,
+			"days_loaded", res.Totals.DaysLoaded, "days_failed", res.Totals.DaysFailed)
+		if code == ExitRetryable {
+			return err
+		}
+		return &exitError{code, err}
+	}
+	log.Info("pass succeeded", "duration", time.Since(started).Round(time.Millisecond),
+		"days_loaded", res.Totals.DaysLoaded, "days_unchanged", res.Totals.DaysUnchanged, "days_no_data", res.Totals.DaysNoData,
+		"days_skipped", res.Skipped, "rows_loaded", res.Totals.RowsLoaded, "rows_rejected", res.Totals.RowsRejected)
+	return nil
+}
+
+func execute(ctx context.Context, cfg *config.Config, run store.Run, plan pipeline.Plan, rec recorder, log *slog.Logger) (pipeline.Result, error) {
+	var res pipeline.Result
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	if err := prepareSchema(ctx, cfg, st); err != nil {
+		return res, err
+	}
+	api, err := marketplace.NewClient(cfg.APIURL, cfg.HTTPTimeout, rec)
+	if err != nil {
+		return res, &exitError{ExitUsage, err}
+	}
+	runID, err := st.StartRun(ctx, run)
+	if err != nil {
+		return res, err
+	}
+	p := &pipeline.Pipeline{
+		Store: st, API: api, Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, log),
+		Settings: pipeline.Settings{MaxRejectRatio: cfg.MaxRejectRatio, Retries: cfg.HTTPRetries, Backoff: cfg.HTTPBackoff, MaxBackoff: cfg.HTTPMaxBackoff},
+		Progress: pipeline.Progress{Log: log},
+	}
+	if isTerminal(os.Stderr) && cfg.LogFormat != "json" {
+		p.Progress.Bar = os.Stderr
+	}
+	res, runErr := p.Execute(ctx, runID, plan)
+	if newest, err := st.LatestLoadedDay(context.WithoutCancel(ctx)); err == nil {
+		res.NewestLoaded = newest
+	}
+	outcome := runErr
+	if outcome == nil && len(res.Failed) > 0 {
+		outcome = res.Failed[0].Err
+	}
+	// Record the end even when interrupted: the run's row must not stay "running".
+	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := st.FinishRun(finishCtx, runID, res.Totals, outcome); err != nil {
+		log.Warn("could not record the end of the run", "err", err)
+	}
+	return res, runErr
+}
+
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.Store, error) {
+	return store.Open(ctx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.StatementTimout, LockTimeout: cfg.LockTimeout, Location: cfg.Location}, log)
+}
+
+// prepareSchema migrates, or checks the schema is current when migrations
+// are left to a separate step.
+func prepareSchema(ctx context.Context, cfg *config.Config, st *store.Store) error {
+	if cfg.AutoMigrate {
+		return st.Migrate(ctx)
+	}
+	cur, latest, err := st.SchemaVersions(ctx)
+	if err != nil {
+		return err
+	}
+	if cur != latest {
+		return fmt.Errorf("database schema is at version %d, this binary needs %d: run 'marketplace-etl migrate up' or set ETL_AUTO_MIGRATE=true", cur, latest)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+// Package store keeps marketplace-etl's data in PostgreSQL: the schema
+// (embedded goose migrations), the per-day load transaction, and the
+// bookkeeping of days and runs.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/marketplace-etl/marketplace-etl/migrations"
+)
+
+// Store is a connection pool to the marketplace database.
+type Store struct {
+	db  *sqlx.DB
+	log *slog.Logger
+	opt Options
+}
+
+// Options bound what a stuck database can cost.
+type Options struct {
+	StatementTimeout time.Duration
+	LockTimeout      time.Duration
+	// Location is the business time zone: purchased_at is a line's date and
+	// time of day there.
+	Location *time.Location
+}
+
+// Open connects to dsn (a URL, key=value pairs, or "" for the libpq PG*
+// environment variables) and checks the connection.
+func Open(ctx context.Context, dsn string, opt Options, log *slog.Logger) (*Store, error) {
+	db, err := sqlx.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening the database: %w", describe(err))
+	}
+	db.SetMaxOpenConns(4)
+	db.SetConnMaxIdleTime(time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, &UnavailableError{Err: fmt.Errorf("connecting to the database: %w", describe(err))}
+	}
+	return &Store{db: db, log: log, opt: opt}, nil
+}
+
+// DB exposes the pool to packages that run their own SQL (marts, checks).
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// Close closes the pool.
+func (s *Store) Close() error { return s.db.Close() }
+
+// UnavailableError means the database could not be reached or went away:
+// worth retrying later.
+type UnavailableError struct{ Err error }
+
+func (e *UnavailableError) Error() string { return e.Err.Error() }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// IsUnavailable tells whether err is a lost or refused connection, a server
+// shutting down, or a timeout: the database, not the data, is at fault.
+func IsUnavailable(err error) bool {
+	var u *UnavailableError
+	if errors.As(err, &u) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var pe *pq.Error
+	if errors.As(err, &pe) {
+		switch pe.Code.Class() {
+		case "08", "53", "57": // connection exception, insufficient resources, operator intervention (shutdown, statement timeout)
+			return true
+		}
+		switch pe.Code {
+		case "40001", "40P01", "55P03": // serialization failure, deadlock, lock not available (lock_timeout)
+			return true
+		}
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "driver: bad connection") || strings.Contains(msg, "connection reset") ||
+		strings.Contains(msg, "unexpected EOF") || strings.Contains(msg, "broken pipe")
+}
+
+// describe strips nothing but makes sure no DSN with a password is echoed:
+// lib/pq errors never include the DSN, but url parse errors do.
+func describe(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "://") && strings.Contains(msg, "@") {
+		return errors.New("invalid connection string (check DATABASE_URL)")
+	}
+	return err
+}
+
+// migrationsTable is goose's bookkeeping table, kept beside our schema.
+const migrationsTable = "public.marketplace_etl_schema_migrations"
+
+func (s *Store) provider() (*goose.Provider, error) {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(goose.DialectPostgres, s.db.DB, migrations.FS,
+		goose.WithSessionLocker(locker), goose.WithTableName(migrationsTable), goose.WithDisableGlobalRegistry(true))
+}
+
+// Migrate applies pending migrations under a PostgreSQL advisory lock, so
+// pods starting together apply each migration once.
+func (s *Store) Migrate(ctx context.Context) error {
+	p, err := s.provider()
+	if err != nil {
+		return fmt.Errorf("preparing migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("applying migrations: %w", err)
+	}
+	for _, r := range results {
+		s.log.Info("applied migration", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// MigrationState is one migration and whether it is applied.
+type MigrationState struct {
+	Version   int64
+	File      string
+	Applied   bool
+	AppliedAt time.Time
+}
+
+// MigrationStatus lists every embedded migration.
+func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
+	p, err := s.provider()
+	if err != nil {
+		return nil, fmt.Errorf("preparing migrations: %w", err)
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading migration status: %w", err)
+	}
+	out := make([]MigrationState, 0, len(st))
+	for _, m := range st {
+		out = append(out, MigrationState{Version: m.Source.Version, File: m.Source.Path, Applied: m.State == goose.StateApplied, AppliedAt: m.AppliedAt})
+	}
+	return out, nil
+}
+
+// SchemaVersions returns the database's schema version and the newest this
+// binary carries.
+func (s *Store) SchemaVersions(ctx context.Context) (current, latest int64, err error) {
+	p, err := s.provider()
+	if err != nil {
+		return 0, 0, fmt.Errorf("preparing migrations: %w", err)
+	}
+	return p.GetVersions(ctx)
+}
