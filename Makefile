@@ -23,7 +23,7 @@ help: ## List targets
 build: ## Build bin/marketplace-etl with the version stamped in
 	@hack/build.sh
 
-test: ## Everything CI runs: Go tests on a real PostgreSQL, alert rules, chart
+test: tools ## Everything CI runs: Go tests on a real PostgreSQL, alert rules, chart
 	@hack/test.sh
 
 test-go: ## Go unit and integration tests only

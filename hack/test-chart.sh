@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Chart tests (part of `make test`): helm lint --strict with the default values and every
+# charts/marketplace/ci/*.yaml, the helm-unittest suites under charts/marketplace/tests/, and the Go
+# test that renders the chart and strictly decodes every manifest into the Kubernetes API types.
+# Installs the pinned tools into ./bin first (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# the pins live in the Makefile; read them when this script runs outside make
+pin() { sed -n "s/^$1 ?= *//p" Makefile; }
+export HELM_VERSION=${HELM_VERSION:-$(pin HELM_VERSION)}
+export HELM_UNITTEST_VERSION=${HELM_UNITTEST_VERSION:-$(pin HELM_UNITTEST_VERSION)}
+hack/tools.sh
+export HELM_BIN=${HELM_BIN:-$PWD/bin/helm}
+chart=charts/marketplace
+
+echo "chart: helm lint --strict" >&2
+"$HELM_BIN" lint --strict "$chart" --quiet
+for values in "$chart"/ci/*.yaml; do
+  "$HELM_BIN" lint --strict "$chart" --quiet --values "$values"
+done
+
+echo "chart: helm-unittest" >&2
+bin/helm-unittest --strict --color=false "$chart"
+
+echo "chart: strict decoding of the rendered manifests" >&2
+go test -count=1 ./internal/chart/
