@@ -1,0 +1,152 @@
+package metabase
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v10"
+)
+
+// Config is everything metabase-setup needs, by environment variable.
+type Config struct {
+	URL            string        `env:"MB_URL"`
+	AdminEmail     string        `env:"MB_ADMIN_EMAIL"`
+	AdminPassword  string        `env:"MB_ADMIN_PASSWORD"`
+	AdminFirstName string        `env:"MB_ADMIN_FIRST_NAME" envDefault:"Marketplace"`
+	AdminLastName  string        `env:"MB_ADMIN_LAST_NAME" envDefault:"Admin"`
+	SiteName       string        `env:"MB_SITE_NAME" envDefault:"Marketplace analytics"`
+	SetupTimeout   time.Duration `env:"MB_SETUP_TIMEOUT" envDefault:"10m"`
+
+	// The warehouse as Metabase connects to it: a read-only role, never
+	// the ETL's owner role, so a dashboard can never change the data.
+	WarehouseName     string `env:"MB_WAREHOUSE_NAME" envDefault:"Marketplace"`
+	WarehouseHost     string `env:"MB_WAREHOUSE_HOST"`
+	WarehousePort     int    `env:"MB_WAREHOUSE_PORT" envDefault:"5432"`
+	WarehouseDB       string `env:"MB_WAREHOUSE_DB"`
+	WarehouseUser     string `env:"MB_WAREHOUSE_USER"`
+	WarehousePassword string `env:"MB_WAREHOUSE_PASSWORD"`
+	WarehouseSSL      bool   `env:"MB_WAREHOUSE_SSL" envDefault:"false"`
+
+	CollectionName string `env:"MB_COLLECTION_NAME" envDefault:"Marketplace analytics"`
+
+	// pollInterval is the pause between readiness and sync polls; tests
+	// shorten it.
+	pollInterval time.Duration
+}
+
+// UsageError is a problem the operator must fix in the configuration or the
+// Secret (bad value, rejected admin credentials): retrying cannot help, and
+// the CLI exits with the usage code 2.
+type UsageError struct{ msg string }
+
+func (e *UsageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &UsageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// IsUsageError tells whether err is (or wraps) a UsageError.
+func IsUsageError(err error) bool {
+	var u *UsageError
+	return errors.As(err, &u)
+}
+
+// LoadConfig reads and checks the given environment (os.Environ as a map).
+func LoadConfig(environ map[string]string) (*Config, error) {
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		return nil, describeEnvError(err, environ)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	c.pollInterval = 2 * time.Second
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	u, err := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		return usageErrorf("MB_URL is not set: expected Metabase's base URL, e.g. http://metabase:3000")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
+		return usageErrorf("MB_URL=%q: expected an absolute http:// or https:// URL without credentials, e.g. http://metabase:3000", redactURL(c.URL))
+	case c.AdminEmail == "":
+		return usageErrorf("MB_ADMIN_EMAIL is not set: expected the Metabase admin's email address")
+	case !validEmail(c.AdminEmail):
+		return usageErrorf("MB_ADMIN_EMAIL=%q: expected an email address such as admin@example.com", c.AdminEmail)
+	case c.AdminPassword == "":
+		return usageErrorf("MB_ADMIN_PASSWORD is not set: expected the Metabase admin's password")
+	case strings.TrimSpace(c.AdminFirstName) == "" || strings.TrimSpace(c.AdminLastName) == "":
+		return usageErrorf("MB_ADMIN_FIRST_NAME/MB_ADMIN_LAST_NAME: expected non-blank names")
+	case strings.TrimSpace(c.SiteName) == "":
+		return usageErrorf("MB_SITE_NAME: expected a non-blank site name")
+	case c.SetupTimeout <= 0:
+		return usageErrorf("MB_SETUP_TIMEOUT=%s: expected a positive duration such as 10m", c.SetupTimeout)
+	case strings.TrimSpace(c.WarehouseName) == "":
+		return usageErrorf("MB_WAREHOUSE_NAME: expected a non-blank name for the database in Metabase")
+	case c.WarehouseHost == "":
+		return usageErrorf("MB_WAREHOUSE_HOST is not set: expected the PostgreSQL host Metabase connects to")
+	case c.WarehousePort < 1 || c.WarehousePort > 65535:
+		return usageErrorf("MB_WAREHOUSE_PORT=%d: expected a TCP port from 1 to 65535", c.WarehousePort)
+	case c.WarehouseDB == "":
+		return usageErrorf("MB_WAREHOUSE_DB is not set: expected the PostgreSQL database name")
+	case c.WarehouseUser == "":
+		return usageErrorf("MB_WAREHOUSE_USER is not set: expected the read-only PostgreSQL role for Metabase")
+	case c.WarehousePassword == "":
+		return usageErrorf("MB_WAREHOUSE_PASSWORD is not set: expected the read-only role's password")
+	case strings.TrimSpace(c.CollectionName) == "":
+		return usageErrorf("MB_COLLECTION_NAME: expected a non-blank collection name")
+	}
+	return nil
+}
+
+func validEmail(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && strings.Contains(s, "@")
+}
+
+func redactURL(raw string) string {
+	if i := strings.Index(raw, "@"); i >= 0 {
+		if j := strings.Index(raw, "://"); j >= 0 && j < i {
+			return raw[:j+3] + "xxxxx" + raw[i:]
+		}
+	}
+	return raw
+}
+
+// describeEnvError turns the env library's error into one line naming the
+// variable and what was expected, never echoing a password.
+func describeEnvError(err error, environ map[string]string) error {
+	var agg env.AggregateError
+	if errors.As(err, &agg) && len(agg.Errors) > 0 {
+		err = agg.Errors[0]
+	}
+	var pe env.ParseError
+	if errors.As(err, &pe) {
+		key := pe.Name
+		if f, ok := reflect.TypeOf(Config{}).FieldByName(pe.Name); ok {
+			key = strings.Split(f.Tag.Get("env"), ",")[0]
+		}
+		val := environ[key]
+		if strings.Contains(key, "PASSWORD") {
+			val = "xxxxx"
+		}
+		expected := "a value of type " + pe.Type.String()
+		switch {
+		case pe.Type == reflect.TypeOf(time.Duration(0)):
+			expected = "a duration such as 30s, 5m or 1h"
+		case pe.Type.Kind() == reflect.Int:
+			expected = "a whole number"
+		case pe.Type.Kind() == reflect.Bool:
+			expected = "true or false"
+		}
+		return usageErrorf("%s=%q: expected %s", key, val, expected)
+	}
+	return usageErrorf("reading the Metabase configuration from the environment: %v", err)
+}
