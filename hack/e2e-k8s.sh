@@ -65,6 +65,11 @@ for want in CronJob StatefulSet Deployment Service Secret ConfigMap NetworkPolic
   grep -q "kind: $want\$" <<<"$manifest" || fail "no $want in the release"
 done
 
+log "hook objects (metabase-setup Job, helm test pod) pass server-side validation"
+"$helm" template "$release" "$chart" -n "$ns" "${values[@]}" --set metabase.setup.enabled=true \
+  --show-only templates/metabase-setup-job.yaml --show-only templates/tests/test-check.yaml |
+  k create --dry-run=server -f - >/dev/null || fail "hook objects rejected by the API server"
+
 log "controllers create the pods (accepted by Pod Security restricted)"
 for component in postgresql metabase pushgateway mockapi; do
   wait_for 60 "a $component pod" \
