@@ -131,12 +131,13 @@ func exitCode(err error) int {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// newFlagSet makes a flag set whose errors become usage errors and whose
-// help shows the command's flags.
+// newFlagSet makes a flag set whose errors become one-line usage errors;
+// --help prints the command's synopsis and flags.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
+	fs.Usage = func() {} // Parse calls it on every error; errors are reported by the caller in one line
+	helps[fs] = func() {
 		fs.SetOutput(stderr)
 		fmt.Fprintf(stderr, "Usage: marketplace-etl %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
@@ -146,10 +147,13 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// helps holds each flag set's --help printer.
+var helps = map[*flag.FlagSet]func(){}
+
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	for _, a := range args {
 		if a == "-h" || a == "--help" || a == "-help" {
-			fs.Usage()
+			helps[fs]()
 			return flag.ErrHelp
 		}
 	}
