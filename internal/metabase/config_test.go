@@ -1,6 +1,7 @@
 package metabase
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -130,5 +131,29 @@ func TestMarker(t *testing.T) {
 	}
 	if stableID("a") != stableID("a") || stableID("a") == stableID("b") || len(stableID("a")) != 36 {
 		t.Errorf("stableID: %s", stableID("a"))
+	}
+}
+
+// TestDocsDescribeEveryCard keeps docs/metabase.md in step with the
+// definitions: every dashboard and card is described there by name.
+func TestDocsDescribeEveryCard(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/metabase.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	ds, err := Dashboards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if !strings.Contains(doc, "### "+d.Name) {
+			t.Errorf("docs/metabase.md has no section for dashboard %s", d.Name)
+		}
+		for _, c := range d.Cards {
+			if !strings.Contains(doc, "**"+c.Name+"**") {
+				t.Errorf("docs/metabase.md does not describe card %q (%s)", c.Name, c.Key)
+			}
+		}
 	}
 }
