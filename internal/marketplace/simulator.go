@@ -32,6 +32,13 @@ type SimConfig struct {
 	Latency       time.Duration // added before every answer
 	StallAfter    time.Duration // on truncated bodies, hang this long before cutting
 	FailFirst     int           // the first N requests of each date fail with 503
+	// FaultFirst, when above 0, limits the rate-based faults and the latency
+	// to the first N requests of each date: with a rate of 1 the first N
+	// answers are faulty and the next ones clean (a deterministic burst).
+	FaultFirst int
+	// FaultDates, when not nil, limits the rate-based faults and the latency
+	// to these dates: with a rate of 1 a fault persists on them only.
+	FaultDates map[string]bool
 	ParallelMix   bool          // overlapping requests get 5 % lines of other dates, as reported of the real API
 	FailDates     map[string]bool
 }
@@ -72,42 +79,50 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
-	if s.cfg.Latency > 0 {
+	date := r.URL.Query().Get("date")
+	day, err := time.Parse(time.DateOnly, date)
+	nth := 0
+	if err == nil {
+		s.mu.Lock()
+		s.perDate[date]++
+		nth = s.perDate[date]
+		s.mu.Unlock()
+	}
+	cfg := s.cfg
+	if (cfg.FaultDates != nil && !cfg.FaultDates[date]) || (cfg.FaultFirst > 0 && nth > cfg.FaultFirst) {
+		cfg.ErrorRate, cfg.RateLimitRate, cfg.ResetRate, cfg.TruncateRate = 0, 0, 0, 0
+		cfg.HTMLErrorRate, cfg.EmptyRate, cfg.MixedDateRate, cfg.NullRate, cfg.Latency = 0, 0, 0, 0, 0
+	}
+	if cfg.Latency > 0 {
 		select {
-		case <-time.After(s.cfg.Latency):
+		case <-time.After(cfg.Latency):
 		case <-r.Context().Done():
 			return
 		}
 	}
 	// The real API serves an HTML content type whatever the body is.
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	date := r.URL.Query().Get("date")
-	day, err := time.Parse(time.DateOnly, date)
 	if err != nil {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte("<html><body><h1>Internal Server Error</h1></body></html>"))
 		return
 	}
-	s.mu.Lock()
-	s.perDate[date]++
-	nth := s.perDate[date]
-	s.mu.Unlock()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.requests.Load())))
 	switch {
-	case s.cfg.FailDates[date]:
+	case cfg.FailDates[date]:
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
-	case nth <= s.cfg.FailFirst:
+	case nth <= cfg.FailFirst:
 		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
 		return
-	case chance(rng, s.cfg.ErrorRate):
+	case chance(rng, cfg.ErrorRate):
 		http.Error(w, "Bad Gateway", 500+rng.IntN(4))
 		return
-	case chance(rng, s.cfg.RateLimitRate):
+	case chance(rng, cfg.RateLimitRate):
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "Too Many Requests", http.StatusTooManyRequests)
 		return
-	case chance(rng, s.cfg.ResetRate):
+	case chance(rng, cfg.ResetRate):
 		if hj, ok := w.(http.Hijacker); ok {
 			if conn, _, err := hj.Hijack(); err == nil {
 				if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
@@ -118,7 +133,7 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		panic(http.ErrAbortHandler)
-	case chance(rng, s.cfg.HTMLErrorRate):
+	case chance(rng, cfg.HTMLErrorRate):
 		_, _ = w.Write([]byte("<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"))
 		return
 	}
@@ -126,19 +141,19 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(NoDataSentence))
 		return
 	}
-	if chance(rng, s.cfg.EmptyRate) {
+	if chance(rng, cfg.EmptyRate) {
 		_, _ = w.Write([]byte("[]"))
 		return
 	}
-	truncate := chance(rng, s.cfg.TruncateRate)
+	truncate := chance(rng, cfg.TruncateRate)
 	n := s.rowsFor(date)
 	cut := -1
 	if truncate {
 		cut = rng.IntN(n + 1)
 	}
 	// Parallel requests to the real API were seen to mix rows of dates.
-	mixed := s.cfg.MixedDateRate
-	if s.cfg.ParallelMix && s.inFlight.Load() > 1 && mixed == 0 {
+	mixed := cfg.MixedDateRate
+	if cfg.ParallelMix && s.inFlight.Load() > 1 && mixed == 0 {
 		mixed = 0.05
 	}
 	bw := bufio.NewWriterSize(w, 32<<10)
@@ -156,9 +171,9 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 			if f, ok := w.(http.Flusher); ok {
 				f.Flush()
 			}
-			if s.cfg.StallAfter > 0 {
+			if cfg.StallAfter > 0 {
 				select {
-				case <-time.After(s.cfg.StallAfter):
+				case <-time.After(cfg.StallAfter):
 				case <-r.Context().Done():
 				}
 			}
@@ -169,7 +184,7 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 		}
 		l := s.line(day, date, idx)
 		switch {
-		case chance(rng, s.cfg.NullRate):
+		case chance(rng, cfg.NullRate):
 			bw.WriteString(allNullLine)
 			continue
 		case chance(rng, mixed):
