@@ -32,6 +32,9 @@ type SimConfig struct {
 	Latency       time.Duration // added before every answer
 	StallAfter    time.Duration // on truncated bodies, hang this long before cutting
 	FailFirst     int           // the first N requests of each date fail with 503
+	ParallelMix   bool          // overlapping requests get 5 % lines of other dates, as reported of the real API
+	FailDates     map[string]bool
+
 	// FaultFirst, when above 0, limits the rate-based faults and the latency
 	// to the first N requests of each date: with a rate of 1 the first N
 	// answers are faulty and the next ones clean (a deterministic burst).
@@ -39,8 +42,6 @@ type SimConfig struct {
 	// FaultDates, when not nil, limits the rate-based faults and the latency
 	// to these dates: with a rate of 1 a fault persists on them only.
 	FaultDates map[string]bool
-	ParallelMix   bool          // overlapping requests get 5 % lines of other dates, as reported of the real API
-	FailDates     map[string]bool
 }
 
 // Simulator serves GET /data?date=YYYY-MM-DD like the Marketplace API, plus
