@@ -20,7 +20,8 @@ import (
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // fixtureSQL loads fifteen months of purchase lines (2023-01-01 ..
-// 2024-03-31, enough for the trailing-12-month assortment marts), with
+// 2024-03-31, enough for the trailing-12-month assortment marts) from a
+// client base that grows every day (so every month has a cohort), with
 // rejected lines on some days, a day that failed to load and a day with no
 // lines, the way the ETL would have recorded them.
 const fixtureSQL = `
@@ -33,7 +34,7 @@ SELECT d, n, c, CASE WHEN c % 3 = 0 THEN 'F' ELSE 'M' END, p, q, price, disc, q 
 FROM generate_series(date '2023-01-01', date '2024-03-31', interval '1 day') AS g(ts),
      LATERAL (SELECT g.ts::date AS d) AS dd,
      generate_series(1, 12) AS n,
-     LATERAL (SELECT 1 + abs(hashtext(d::text || '/' || n)) % 400 AS c,
+     LATERAL (SELECT 1 + abs(hashtext(d::text || '/' || n)) % (40 + (d - date '2023-01-01')) AS c,
                      1 + abs(hashtext('p' || d::text || '/' || n)) % 60 AS p,
                      1 + abs(hashtext('q' || d::text || '/' || n)) % 4 AS q,
                      abs(hashtext('s' || d::text || '/' || n)) % 86400 AS s) AS r,
