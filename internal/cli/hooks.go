@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
+	"github.com/marketplace-etl/marketplace-etl/internal/metrics"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
@@ -23,8 +24,25 @@ func (nopRecorder) DayFinished(pipeline.DayReport)           {}
 func (nopRecorder) MartsRefreshed(time.Duration, error)      {}
 func (nopRecorder) ObserveRequest(int, time.Duration)        {}
 func (nopRecorder) Finish(pipeline.Result, error, time.Time) {}
-func newRecorder(*config.Config, store.Run, *slog.Logger) (recorder, error) {
-	return nopRecorder{}, nil
+
+// newRecorder pushes the pass's metrics to the Pushgateway when
+// PUSHGATEWAY_URL is set.
+func newRecorder(cfg *config.Config, run store.Run, log *slog.Logger) (recorder, error) {
+	if cfg.PushgatewayURL == "" {
+		return nopRecorder{}, nil
+	}
+	grouping, err := cfg.GroupingLabels()
+	if err != nil {
+		return nil, err
+	}
+	rec, err := metrics.New(metrics.Options{
+		URL: cfg.PushgatewayURL, Job: cfg.PushgatewayJob, Username: cfg.PushgatewayUsername, Password: cfg.PushgatewayPassword,
+		Timeout: cfg.PushgatewayTimeout, Grouping: grouping, Run: run, Version: version, ExitCode: exitCode, Log: log,
+	})
+	if err != nil {
+		return nil, &exitError{ExitUsage, err}
+	}
+	return rec, nil
 }
 
 func martsRefresher(st *store.Store, log *slog.Logger) pipeline.Refresher {
