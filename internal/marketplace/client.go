@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +92,7 @@ func NewClient(rawURL string, timeout time.Duration, observer Observer) (*Client
 // Day is the response for one date, read element by element.
 type Day struct {
 	body    io.ReadCloser
-	dec     *json.Decoder
+	elems   *elements
 	stall   *time.Timer
 	cancel  context.CancelFunc
 	date    string
@@ -158,32 +157,24 @@ func (c *Client) Open(ctx context.Context, date string) (*Day, error) {
 		}
 		return nil, &TransientError{Op: op, Status: 200, Err: fmt.Errorf("body is not a JSON array: %s", oneLine(head))}
 	}
-	d.dec = json.NewDecoder(br)
-	if _, err := d.dec.Token(); err != nil { // the '['
-		d.Close()
-		return nil, &TransientError{Op: op, Status: 200, Err: err}
-	}
+	_, _ = br.ReadByte() // the '['
+	d.elems = newElements(br)
 	return d, nil
 }
 
 // Next returns the next element of the array, verbatim; the bytes are valid
 // until the next call. io.EOF ends a complete array; a body cut short or
-// malformed gives a *TransientError.
-func (d *Day) Next(buf *json.RawMessage) error {
-	if !d.dec.More() {
-		if _, err := d.dec.Token(); err != nil {
-			return &TransientError{Op: "reading " + d.date + " from the API", Status: 200, Err: fmt.Errorf("body ends before the closing bracket: %w", err)}
-		}
+// malformed between elements gives a *TransientError.
+func (d *Day) Next() ([]byte, error) {
+	elem, err := d.elems.next()
+	switch {
+	case err == nil:
+		return elem, nil
+	case errors.Is(err, io.EOF):
 		d.once.Do(d.obs)
-		return io.EOF
+		return nil, io.EOF
 	}
-	if err := d.dec.Decode(buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return &TransientError{Op: "reading " + d.date + " from the API", Status: 200, Err: fmt.Errorf("body cut off or malformed: %w", err)}
-	}
-	return nil
+	return nil, &TransientError{Op: "reading " + d.date + " from the API", Status: 200, Err: fmt.Errorf("body cut off or malformed: %w", err)}
 }
 
 // Close releases the connection.

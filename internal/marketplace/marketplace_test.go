@@ -2,7 +2,6 @@ package marketplace
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -23,9 +22,9 @@ func fetchAll(t *testing.T, c *Client, date string) ([]string, error) {
 	}
 	defer d.Close()
 	var out []string
-	var raw json.RawMessage
 	for {
-		if err := d.Next(&raw); err != nil {
+		raw, err := d.Next()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return out, nil
 			}

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -246,30 +245,34 @@ func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day time.Time, ski
 		return "", sum, err
 	}
 	var ck purchases.Checksum
-	var raw json.RawMessage
 	sum.ByReason = map[purchases.Reason]int{}
-	for {
-		err := resp.Next(&raw)
-		if errors.Is(err, io.EOF) {
-			break
+	err = tx.Stream(ctx, func(w *store.DayWriter) error {
+		for {
+			raw, err := resp.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			ck.Add(raw)
+			sum.Fetched++
+			rec, rej := purchases.Parse(raw, date)
+			if rej != nil {
+				sum.Rejected++
+				sum.ByReason[rej.Reason]++
+				err = w.Reject(raw, rej)
+			} else {
+				sum.Loaded++
+				err = w.Add(&rec)
+			}
+			if err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return "", sum, err
-		}
-		ck.Add(raw)
-		sum.Fetched++
-		rec, rej := purchases.Parse(raw, date)
-		if rej != nil {
-			sum.Rejected++
-			sum.ByReason[rej.Reason]++
-			err = tx.Reject(raw, rej)
-		} else {
-			sum.Loaded++
-			err = tx.Add(&rec)
-		}
-		if err != nil {
-			return "", sum, err
-		}
+	})
+	if err != nil {
+		return "", sum, err
 	}
 	if sum.Fetched == 0 {
 		return "", sum, errEmptyDay

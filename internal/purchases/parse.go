@@ -313,7 +313,7 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			v, i = scanned{kind: kNull}, i+4
 		case c == '-' || (c >= '0' && c <= '9'):
 			j := i
-			for j < len(b) && bytes.IndexByte([]byte("+-.eE0123456789"), b[j]) >= 0 {
+			for j < len(b) && isNumberByte(b[j]) {
 				j++
 			}
 			v, i = scanned{kind: kNumber, raw: b[i:j]}, j
@@ -345,6 +345,10 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			return false
 		}
 	}
+}
+
+func isNumberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E'
 }
 
 func skipWS(b []byte, i int) int {

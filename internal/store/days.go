@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -63,38 +64,27 @@ func (s *Store) LatestLoadedDay(ctx context.Context) (time.Time, error) {
 // is visible until Commit; a crash at any point leaves the previous day.
 type DayTx struct {
 	s      *Store
+	conn   *sql.Conn
 	tx     *sql.Tx
 	date   string
 	runID  int64
 	stored *DayState // nil when the day was never attempted
 	staged bool      // rows go to temp tables first, compared by checksum
 
-	copy     *sql.Stmt
-	lineNo   int
-	rejectNo int
-	rejects  []rejectRow
-	loaded   int
-	args     [12]any
 	dayStart time.Time
 }
-
-type rejectRow struct {
-	lineNo int
-	reason purchases.Reason
-	detail string
-	raw    string
-}
-
-// rejectBatch bounds the rejects held in memory: a day of rejects streams to
-// the database in batches like its purchases.
-const rejectBatch = 5000
 
 // BeginDay opens the transaction for date, takes the per-date advisory lock
 // (a concurrent loader of the same day waits for this one to finish) and
 // reads the day's state as it is once the lock is held.
 func (s *Store) BeginDay(ctx context.Context, date time.Time, runID int64) (*DayTx, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
+		return nil, &UnavailableError{Err: fmt.Errorf("connecting for the load of %s: %w", date.Format(time.DateOnly), err)}
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		conn.Close()
 		return nil, &UnavailableError{Err: fmt.Errorf("beginning the load of %s: %w", date.Format(time.DateOnly), err)}
 	}
 	loc := s.opt.Location
@@ -102,9 +92,9 @@ func (s *Store) BeginDay(ctx context.Context, date time.Time, runID int64) (*Day
 		loc = time.UTC
 	}
 	y, m, dd := date.Date()
-	d := &DayTx{s: s, tx: tx, date: date.Format(time.DateOnly), runID: runID, dayStart: time.Date(y, m, dd, 0, 0, 0, 0, loc)}
+	d := &DayTx{s: s, conn: conn, tx: tx, date: date.Format(time.DateOnly), runID: runID, dayStart: time.Date(y, m, dd, 0, 0, 0, 0, loc)}
 	fail := func(what string, err error) (*DayTx, error) {
-		_ = tx.Rollback()
+		d.Rollback()
 		return nil, fmt.Errorf("%s for %s: %w", what, d.date, err)
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d",
@@ -138,125 +128,138 @@ func (d *DayTx) Stored() *DayState { return d.stored }
 // any other day streams straight into the tables after its old rows go.
 func (d *DayTx) Start(ctx context.Context) error {
 	d.staged = d.stored != nil && d.stored.Status == StatusLoaded && d.stored.Checksum.Valid
-	if d.staged {
-		if _, err := d.tx.ExecContext(ctx, `
-			CREATE TEMP TABLE IF NOT EXISTS stage_purchases (LIKE marketplace.purchases) ON COMMIT DELETE ROWS;
-			CREATE TEMP TABLE IF NOT EXISTS stage_rejects (LIKE marketplace.rejected_purchases INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-			TRUNCATE stage_purchases, stage_rejects`); err != nil {
-			return fmt.Errorf("preparing staging tables for %s: %w", d.date, err)
-		}
-	} else if err := d.deleteDay(ctx); err != nil {
-		return err
+	if !d.staged {
+		return d.deleteDay(ctx)
 	}
-	return d.openCopy()
-}
-
-func (d *DayTx) purchasesTable() (schema, table string) {
-	if d.staged {
-		return "", "stage_purchases"
+	if _, err := d.tx.ExecContext(ctx, `
+		CREATE TEMP TABLE IF NOT EXISTS stage_purchases (LIKE marketplace.purchases) ON COMMIT DELETE ROWS;
+		CREATE TEMP TABLE IF NOT EXISTS stage_rejects (LIKE marketplace.rejected_purchases INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+		TRUNCATE stage_purchases, stage_rejects`); err != nil {
+		return fmt.Errorf("preparing staging tables for %s: %w", d.date, err)
 	}
-	return "marketplace", "purchases"
-}
-
-func (d *DayTx) rejectsTable() (schema, table string) {
-	if d.staged {
-		return "", "stage_rejects"
-	}
-	return "marketplace", "rejected_purchases"
-}
-
-func (d *DayTx) openCopy() error {
-	schema, table := d.purchasesTable()
-	cols := []string{"purchase_date", "line_no", "client_id", "gender", "product_id", "quantity", "price_per_item",
-		"discount_per_item", "total_price", "seconds_from_midnight", "purchased_at", "run_id"}
-	var q string
-	if schema == "" {
-		q = pq.CopyIn(table, cols...)
-	} else {
-		q = pq.CopyInSchema(schema, table, cols...)
-	}
-	st, err := d.tx.Prepare(q)
-	if err != nil {
-		return fmt.Errorf("starting COPY of %s: %w", d.date, err)
-	}
-	d.copy = st
 	return nil
 }
 
-func (d *DayTx) closeCopy() error {
-	if d.copy == nil {
-		return nil
-	}
-	st := d.copy
-	d.copy = nil
-	if _, err := st.Exec(); err != nil {
-		st.Close()
-		return fmt.Errorf("finishing COPY of %s: %w", d.date, err)
-	}
-	return st.Close()
+// Stream runs fill with a writer of the day's lines. The lines go to
+// PostgreSQL by COPY, encoded here rather than through database/sql's
+// per-row argument conversion, which cost as much as the rest of a load.
+func (d *DayTx) Stream(ctx context.Context, fill func(w *DayWriter) error) error {
+	return d.conn.Raw(func(dc any) error {
+		w := &DayWriter{d: d, ctx: ctx}
+		w.purchases = newCopyStream(ctx, dc, d.copyQuery(purchaseColumns, "purchases", "stage_purchases"))
+		w.rejects = newCopyStream(ctx, dc, d.copyQuery(rejectColumns, "rejected_purchases", "stage_rejects"))
+		err := fill(w)
+		if err == nil {
+			err = w.close()
+		}
+		if err != nil {
+			w.purchases.abort()
+			w.rejects.abort()
+		}
+		return err
+	})
 }
 
+var (
+	purchaseColumns = []string{"purchase_date", "line_no", "client_id", "gender", "product_id", "quantity", "price_per_item",
+		"discount_per_item", "total_price", "seconds_from_midnight", "purchased_at", "run_id"}
+	rejectColumns = []string{"purchase_date", "line_no", "reason", "detail", "raw", "run_id"}
+)
+
+func (d *DayTx) copyQuery(cols []string, table, stage string) string {
+	if d.staged {
+		return pq.CopyIn(stage, cols...)
+	}
+	return pq.CopyInSchema("marketplace", table, cols...)
+}
+
+// DayWriter receives one day's lines inside DayTx.Stream.
+type DayWriter struct {
+	d         *DayTx
+	ctx       context.Context
+	purchases *copyStream
+	rejects   *copyStream
+	lineNo    int
+	rejectNo  int
+	nRejects  int // rejects buffered since the last flush
+	line      []byte
+	prefix    []byte // "date\t", the same on every line
+}
+
+// rejectBatch bounds the rejects held in memory: only one COPY can run on a
+// connection, so rejects wait in a buffer while the purchases stream, and a
+// day of rejects goes out in batches.
+const rejectBatch = 5000
+
 // Add streams one accepted line.
-func (d *DayTx) Add(r *purchases.Record) error {
-	d.lineNo++
-	d.loaded++
-	a := &d.args
-	a[0], a[1], a[2], a[3], a[4], a[5] = d.date, d.lineNo, r.ClientID, string(r.Gender), r.ProductID, r.Quantity
-	a[6], a[7], a[8], a[9] = r.Price.String(), r.Discount.String(), r.Total.String(), r.Seconds
-	a[10], a[11] = r.PurchasedAt(d.dayStart), d.runID
-	if _, err := d.copy.Exec(a[:]...); err != nil {
-		return fmt.Errorf("copying a line of %s: %w", d.date, err)
+func (w *DayWriter) Add(r *purchases.Record) error {
+	if w.prefix == nil {
+		w.prefix = append([]byte(w.d.date), '\t')
+	}
+	w.lineNo++
+	b := append(w.line[:0], w.prefix...)
+	b = strconv.AppendInt(b, int64(w.lineNo), 10)
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, r.ClientID, 10)
+	b = append(b, '\t', r.Gender, '\t')
+	b = strconv.AppendInt(b, r.ProductID, 10)
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, r.Quantity, 10)
+	b = append(b, '\t')
+	b = r.Price.Append(b)
+	b = append(b, '\t')
+	b = r.Discount.Append(b)
+	b = append(b, '\t')
+	b = r.Total.Append(b)
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, r.Seconds, 10)
+	b = append(b, '\t')
+	b = r.PurchasedAt(w.d.dayStart).AppendFormat(b, "2006-01-02 15:04:05Z07:00")
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, w.d.runID, 10)
+	w.line = b
+	if err := w.purchases.write(b); err != nil {
+		return fmt.Errorf("copying a line of %s: %w", w.d.date, err)
 	}
 	return nil
 }
 
 // Reject keeps a refused line verbatim with its reason.
-func (d *DayTx) Reject(raw []byte, rej *purchases.Rejection) error {
-	d.rejectNo++
-	d.rejects = append(d.rejects, rejectRow{lineNo: d.rejectNo, reason: rej.Reason, detail: rej.Detail, raw: sanitize(raw)})
-	if len(d.rejects) >= rejectBatch {
-		return d.flushRejects()
+func (w *DayWriter) Reject(raw []byte, rej *purchases.Rejection) error {
+	w.rejectNo++
+	b := append(w.line[:0], w.d.date...)
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, int64(w.rejectNo), 10)
+	b = append(b, '\t')
+	b = append(b, rej.Reason...)
+	b = append(b, '\t')
+	b = appendCopyText(b, sanitize([]byte(rej.Detail)))
+	b = append(b, '\t')
+	b = appendCopyText(b, sanitize(raw))
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, w.d.runID, 10)
+	w.line = b
+	w.rejects.buffer(b)
+	w.nRejects++
+	if w.nRejects >= rejectBatch {
+		return w.flushRejects()
 	}
 	return nil
 }
 
-// flushRejects pauses the purchases COPY (one COPY at a time per connection),
-// copies the buffered rejects, and resumes.
-func (d *DayTx) flushRejects() error {
-	if len(d.rejects) == 0 {
-		return nil
+// flushRejects pauses the purchases COPY and sends the buffered rejects.
+func (w *DayWriter) flushRejects() error {
+	if err := w.purchases.close(); err != nil {
+		return fmt.Errorf("copying the lines of %s: %w", w.d.date, err)
 	}
-	reopen := d.copy != nil
-	if err := d.closeCopy(); err != nil {
-		return err
+	if err := w.rejects.close(); err != nil {
+		return fmt.Errorf("copying the rejects of %s: %w", w.d.date, err)
 	}
-	schema, table := d.rejectsTable()
-	cols := []string{"purchase_date", "line_no", "reason", "detail", "raw", "run_id"}
-	q := pq.CopyInSchema(schema, table, cols...)
-	if schema == "" {
-		q = pq.CopyIn(table, cols...)
-	}
-	st, err := d.tx.Prepare(q)
-	if err != nil {
-		return fmt.Errorf("starting COPY of rejects of %s: %w", d.date, err)
-	}
-	for _, r := range d.rejects {
-		if _, err := st.Exec(d.date, r.lineNo, string(r.reason), r.detail, r.raw, d.runID); err != nil {
-			st.Close()
-			return fmt.Errorf("copying a reject of %s: %w", d.date, err)
-		}
-	}
-	if _, err := st.Exec(); err != nil {
-		st.Close()
-		return fmt.Errorf("finishing COPY of rejects of %s: %w", d.date, err)
-	}
-	st.Close()
-	d.rejects = d.rejects[:0]
-	if reopen {
-		return d.openCopy()
-	}
+	w.nRejects = 0
 	return nil
 }
+
+func (w *DayWriter) close() error { return w.flushRejects() }
 
 // Summary is what a day's load found.
 type Summary struct {
@@ -284,12 +287,6 @@ const (
 // for inspection, the day is marked failed with failReason, and rows already
 // loaded by an earlier good load stay.
 func (d *DayTx) Finish(ctx context.Context, sum Summary, accept bool, failReason string) (Outcome, error) {
-	if err := d.closeCopy(); err != nil {
-		return "", err
-	}
-	if err := d.flushRejects(); err != nil {
-		return "", err
-	}
 	if accept && d.staged && d.stored.Checksum.String == sum.Checksum {
 		return OutcomeUnchanged, d.Rollback()
 	}
@@ -340,8 +337,10 @@ func (d *DayTx) Finish(ctx context.Context, sum Summary, accept bool, failReason
 		return "", fmt.Errorf("recording the load of %s: %w", d.date, err)
 	}
 	if err := d.tx.Commit(); err != nil {
+		d.Rollback()
 		return "", &UnavailableError{Err: fmt.Errorf("committing %s: %w", d.date, err)}
 	}
+	d.Rollback() // returns the connection to the pool
 	return outcome, nil
 }
 
@@ -365,15 +364,15 @@ func (d *DayTx) exec(ctx context.Context, what string, stmts ...string) error {
 	return nil
 }
 
-// Rollback abandons the transaction; safe to call twice.
+// Rollback abandons the transaction and returns the connection; safe to
+// call twice.
 func (d *DayTx) Rollback() error {
-	if d.copy != nil {
-		d.copy.Close()
-		d.copy = nil
-	}
 	err := d.tx.Rollback()
 	if errors.Is(err, sql.ErrTxDone) {
-		return nil
+		err = nil
+	}
+	if cerr := d.conn.Close(); err == nil && !errors.Is(cerr, sql.ErrConnDone) {
+		err = cerr
 	}
 	return err
 }
@@ -408,7 +407,7 @@ func (s *Store) MarkDay(ctx context.Context, date time.Time, runID int64, status
 	if err := d.tx.Commit(); err != nil {
 		return &UnavailableError{Err: fmt.Errorf("committing %s: %w", d.date, err)}
 	}
-	return nil
+	return d.Rollback()
 }
 
 func reasonCounts(m map[purchases.Reason]int) map[string]int {
