@@ -2,9 +2,13 @@ package metabase
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -82,6 +86,10 @@ func TestCardSQL(t *testing.T) {
 		t.Fatalf("loading the fixture: %v", err)
 	}
 	refreshMarts(ctx, t, db)
+	// The cards run as a role that may read schema marts and nothing else,
+	// stricter than the chart's read-only role: dashboards are built on the
+	// marts only, and nothing they run can write.
+	ro := readOnlyMartsRole(ctx, t, db, dsn)
 
 	defs, err := Dashboards()
 	if err != nil {
@@ -93,7 +101,7 @@ func TestCardSQL(t *testing.T) {
 				if c.DateTag != nil {
 					checkDateColumn(ctx, t, db, c.DateTag)
 				}
-				cols, rows := runCard(ctx, t, db, c, "1 = 1")
+				cols, rows := runCard(ctx, t, ro, c, "1 = 1")
 				if rows == 0 {
 					t.Errorf("no rows without a date filter: the card would be empty on loaded data")
 				}
@@ -102,13 +110,61 @@ func TestCardSQL(t *testing.T) {
 					return
 				}
 				col := fmt.Sprintf("%q.%q.%q", c.DateTag.Schema, c.DateTag.Table, c.DateTag.Column)
-				if _, rows := runCard(ctx, t, db, c, col+" BETWEEN date '2024-01-01' AND date '2024-02-29'"); rows == 0 {
+				if _, rows := runCard(ctx, t, ro, c, col+" BETWEEN date '2024-01-01' AND date '2024-02-29'"); rows == 0 {
 					t.Errorf("no rows for January-February 2024")
 				}
-				runCard(ctx, t, db, c, col+" BETWEEN date '2030-01-01' AND date '2030-12-31'") // empty range: must not fail
+				runCard(ctx, t, ro, c, col+" BETWEEN date '2030-01-01' AND date '2030-12-31'") // empty range: must not fail
 			})
 		}
 	}
+}
+
+// readOnlyMartsRole creates a login role with USAGE and SELECT on schema
+// marts only and returns a pool connected as it.
+func readOnlyMartsRole(ctx context.Context, t *testing.T, db *sqlx.DB, dsn string) *sqlx.DB {
+	t.Helper()
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	role := "mb_cards_" + hex.EncodeToString(b)
+	password := hex.EncodeToString(b) + "Pw"
+	var dbName string
+	if err := db.GetContext(ctx, &dbName, `SELECT current_database()`); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s' NOSUPERUSER NOCREATEDB NOCREATEROLE`, role, password),
+		fmt.Sprintf(`ALTER ROLE %s SET default_transaction_read_only = on`, role),
+		fmt.Sprintf(`GRANT CONNECT ON DATABASE %s TO %s`, dbName, role),
+		fmt.Sprintf(`GRANT USAGE ON SCHEMA marts TO %s`, role),
+		fmt.Sprintf(`GRANT SELECT ON ALL TABLES IN SCHEMA marts TO %s`, role),
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, password)
+	ro, err := sqlx.Open("postgres", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ro.Close()
+		// Roles are cluster-wide: drop it before the database goes.
+		_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP OWNED BY %s`, role))
+		_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP ROLE %s`, role))
+	})
+	var can bool
+	if err := ro.GetContext(ctx, &can, `SELECT has_schema_privilege('marketplace', 'USAGE')`); err != nil {
+		t.Fatalf("connecting as the read-only role: %v", err)
+	}
+	if can {
+		t.Fatalf("role %s may read marketplace.purchases; the test needs a marts-only role", role)
+	}
+	return ro
 }
 
 var tagRef = regexp.MustCompile(`\{\{\s*([A-Za-z0-9_]+)\s*\}\}`)
@@ -174,6 +230,13 @@ func checkVisualization(t *testing.T, c Card, cols []string) {
 			if !have[name] {
 				t.Errorf("visualization %s names column %q, the SQL returns %v", key, name, cols)
 			}
+		}
+	}
+	settings, _ := c.Visualization["column_settings"].(map[string]any)
+	for ref := range settings {
+		var r []string
+		if err := json.Unmarshal([]byte(ref), &r); err != nil || len(r) != 2 || r[0] != "name" || !have[r[1]] {
+			t.Errorf("visualization column_settings key %s is not [\"name\", <a column of %v>]", ref, cols)
 		}
 	}
 }
