@@ -30,6 +30,9 @@ type fakeMetabase struct {
 	// syncPolls is how many metadata reads after sync_schema still show no
 	// tables, since Metabase syncs in the background.
 	syncPolls int
+	// itemsWithoutDescription makes collection items omit descriptions, as
+	// some Metabase versions do.
+	itemsWithoutDescription bool
 
 	setupToken string
 	users      map[string]string // email -> password
@@ -297,7 +300,11 @@ func (f *fakeMetabase) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				if o["archived"] == true || toInt(o["collection_id"]) != id {
 					continue
 				}
-				data = append(data, map[string]any{"id": oid, "model": set.model, "name": o["name"], "description": o["description"], "collection_position": nil, "display": o["display"]})
+				it := map[string]any{"id": oid, "model": set.model, "name": o["name"], "description": o["description"], "collection_position": nil, "display": o["display"]}
+				if f.itemsWithoutDescription {
+					delete(it, "description")
+				}
+				data = append(data, it)
 			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"total": len(data), "data": data, "models": models, "limit": nil, "offset": nil})

@@ -409,6 +409,17 @@ func (s *setup) ownItems(ctx context.Context, collID ID) (cards, dashboards map[
 	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
 	cards, dashboards = map[string]ID{}, map[string]ID{}
 	for _, it := range items {
+		if it.Description == "" && (it.Model == "card" || it.Model == "dashboard") {
+			// Not every Metabase version puts descriptions in the item list;
+			// read the object itself (only GET: it may be a person's).
+			var full struct {
+				Description string `json:"description"`
+			}
+			if err := s.c.do(ctx, http.MethodGet, fmt.Sprintf("/api/%s/%d", it.Model, it.ID), nil, &full); err != nil {
+				return nil, nil, nil, fmt.Errorf("reading %s %d of the Metabase collection: %w", it.Model, it.ID, err)
+			}
+			it.Description = full.Description
+		}
 		key := markerOf(it.Description)
 		if key == "" {
 			continue // made by a person: not ours to touch

@@ -332,6 +332,25 @@ func TestSetupSecondRunUpdatesInPlace(t *testing.T) {
 	}
 }
 
+func TestSetupItemsWithoutDescriptions(t *testing.T) {
+	f, srv := newFakeMetabase(t, testSchema(t))
+	f.itemsWithoutDescription = true
+	cfg := testConfig(t, srv.URL)
+	for i := 0; i < 3; i++ {
+		if err := Setup(context.Background(), cfg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defs, _ := Dashboards()
+	n := 0
+	for _, d := range defs {
+		n += len(d.Cards)
+	}
+	if c, d := f.managed("card"), f.managed("dashboard"); len(c) != n || len(d) != len(defs) {
+		t.Errorf("after three runs: %d cards, %d dashboards; want %d and %d", len(c), len(d), n, len(defs))
+	}
+}
+
 func dashcardIDs(f *fakeMetabase) map[int][]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
