@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -434,5 +437,24 @@ func TestSetupSyncNeverFindsMarts(t *testing.T) {
 	err := Setup(context.Background(), cfg, nil)
 	if err == nil || IsUsageError(err) || !strings.Contains(err.Error(), "marts.daily_sales.day") {
 		t.Fatalf("want an error naming the missing columns, got %v", err)
+	}
+}
+
+// TestErrorsScrubSecrets: even if Metabase echoed a request back in an
+// error, no password reaches the error message.
+func TestErrorsScrubSecrets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		writeJSON(w, http.StatusBadRequest, map[string]any{"message": "bad request: " + string(body)})
+	}))
+	defer srv.Close()
+	c := newClient(srv.URL, testAdminPassword, testWarehousePass)
+	err := c.do(context.Background(), http.MethodPost, "/api/database", map[string]any{"details": map[string]any{"password": testWarehousePass}}, nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	assertNoSecrets(t, "the error", err.Error())
+	if !strings.Contains(err.Error(), "xxxxx") || !strings.Contains(err.Error(), "HTTP 400") {
+		t.Errorf("error %q", err)
 	}
 }
