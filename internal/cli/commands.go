@@ -7,12 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
+	"github.com/marketplace-etl/marketplace-etl/internal/metabase"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
 )
 
@@ -167,5 +169,30 @@ func mockapiCommand(ctx context.Context, args []string, stderr io.Writer) error 
 }
 
 func metabaseCommand(ctx context.Context, args []string, stderr io.Writer) error {
-	return usagef("metabase-setup is not available in this build")
+	fs := newFlagSet("metabase-setup", "metabase-setup", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	environ := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			environ[k] = v
+		}
+	}
+	level, format := environ["LOG_LEVEL"], environ["LOG_FORMAT"]
+	if format == "" {
+		format = "auto"
+	}
+	log := newLogger(stderr, level, format)
+	cfg, err := metabase.LoadConfig(environ)
+	if err != nil {
+		return &exitError{ExitUsage, err}
+	}
+	if err := metabase.Setup(ctx, cfg, log); err != nil {
+		if metabase.IsUsageError(err) {
+			return &exitError{ExitUsage, err}
+		}
+		return err
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
+	"github.com/marketplace-etl/marketplace-etl/internal/marts"
 	"github.com/marketplace-etl/marketplace-etl/internal/metrics"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
@@ -45,8 +46,9 @@ func newRecorder(cfg *config.Config, run store.Run, log *slog.Logger) (recorder,
 	return rec, nil
 }
 
+// martsRefresher refreshes the marts after a pass that changed data.
 func martsRefresher(st *store.Store, log *slog.Logger) pipeline.Refresher {
-	return nil
+	return func(ctx context.Context) (time.Duration, error) {
+		return marts.Refresh(ctx, st.DB(), log)
+	}
 }
-
-var _ = context.Background
