@@ -34,6 +34,13 @@ func Setup(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg == nil {
+		return usageErrorf("metabase setup: no configuration")
+	}
+	// A Config may be built by hand, not by LoadConfig: check it here too.
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	dashboards, err := Dashboards()
 	if err != nil {
 		return fmt.Errorf("loading the dashboard definitions: %w", err)
