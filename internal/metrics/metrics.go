@@ -36,7 +36,7 @@ import (
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
 
-// Day outcomes as label values of marketplace_etl_last_run_days.
+// Day outcomes as label values of marketplace_etl_last_run_dates.
 var dayOutcomes = []store.Outcome{store.OutcomeLoaded, store.OutcomeUnchanged, store.OutcomeNoData, store.OutcomeFailed}
 
 // Status classes as label values of marketplace_etl_last_run_api_requests.
@@ -159,9 +159,9 @@ func New(o Options) (*Recorder, error) {
 		rejected: gauge("marketplace_etl_last_run_rows_rejected", "Purchase lines of rows_fetched that failed validation in the last pass."),
 		rejectedBy: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "marketplace_etl_last_run_rows_rejected_by_reason",
 			Help: "Purchase lines that failed validation in the last pass, by reason code."}, []string{"reason"}),
-		days: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "marketplace_etl_last_run_days",
+		days: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "marketplace_etl_last_run_dates",
 			Help: "Business days processed by the last pass, by outcome."}, []string{"outcome"}),
-		skipped: gauge("marketplace_etl_last_run_days_skipped", "Business days of the last pass's plan skipped because they were already loaded."),
+		skipped: gauge("marketplace_etl_last_run_dates_skipped", "Business days of the last pass's plan skipped because they were already loaded."),
 		requests: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "marketplace_etl_last_run_api_requests",
 			Help: "HTTP requests to the marketplace API in the last pass, by status class (error: no response)."}, []string{"class"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "marketplace_etl_last_run_api_request_duration_seconds",
