@@ -1,0 +1,681 @@
+// Command bench measures marketplace-etl against the fastest a client can load
+// the same rows into PostgreSQL (psql \copy) and against the loader the
+// original used (multi-row INSERT of 100 rows in autocommit), in one run, on
+// the same data. hack/bench.sh starts the throw-away PostgreSQL and the
+// simulators and runs it; see docs/benchmarks.md.
+//
+// Environment (set by hack/bench.sh):
+//
+//	DATABASE_URL   the throw-away PostgreSQL
+//	BIN            the marketplace-etl binary
+//	API_URL        simulator with ROWS lines per day (…/data)
+//	API_URL_BIG    simulator with ROWS_BIG lines per day
+//	API_URL_DAILY  simulator with DAILY_ROWS lines per day
+//	SIM_PIDS       pids of the simulators (their CPU time is reported)
+//	DAYS, ROWS, ROWS_BIG, DAILY_ROWS, REPEAT, OUT, WORK (a scratch directory)
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/marts"
+)
+
+// firstDay is the first business date of the backfill range; the big day and
+// the daily day lie after it, outside any range length used in practice.
+var firstDay = time.Date(2023, 1, 2, 0, 0, 0, 0, time.UTC)
+
+const (
+	bigDay     = "2025-06-01"
+	dailyDay   = "2025-06-02"
+	naiveBatch = 100
+)
+
+type env struct {
+	dbURL, bin, work, out              string
+	api, apiBig, apiDaily              string
+	days, rows, rowsBig, dailyRows, rp int
+	simPIDs                            []int
+}
+
+// measurement is one timed execution.
+type measurement struct {
+	Seconds      float64 `json:"seconds"`
+	WallSeconds  float64 `json:"wall_seconds,omitempty"`  // of the process, marts refresh included
+	MartsSeconds float64 `json:"marts_seconds,omitempty"` // refresh inside the product's pass, excluded from seconds
+	MaxRSSKiB    int64   `json:"max_rss_kib,omitempty"`
+	CPUSeconds   float64 `json:"cpu_seconds,omitempty"`     // user+system of the measured process
+	SimCPUSecs   float64 `json:"sim_cpu_seconds,omitempty"` // user+system of the simulators meanwhile
+}
+
+// row is one line of the results table.
+type row struct {
+	Contender  string        `json:"contender"`
+	Rows       int64         `json:"rows"`
+	Seconds    float64       `json:"seconds"` // median
+	RowsPerSec float64       `json:"rows_per_second,omitempty"`
+	VsLimit    float64       `json:"ratio_to_limit,omitempty"`
+	VsNaive    float64       `json:"ratio_to_naive,omitempty"`
+	PeakRSSMiB float64       `json:"peak_rss_mib,omitempty"` // max over the runs
+	CPUSeconds float64       `json:"cpu_seconds,omitempty"`  // median
+	SimCPUSecs float64       `json:"sim_cpu_seconds,omitempty"`
+	Note       string        `json:"note,omitempty"`
+	Runs       []measurement `json:"runs"`
+}
+
+type report struct {
+	Date       string            `json:"date"`
+	Machine    map[string]string `json:"machine"`
+	Parameters map[string]int    `json:"parameters"`
+	Results    []row             `json:"results"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func getInt(name string, def int) int {
+	if v := os.Getenv(name); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: %s=%q: expected a positive whole number\n", name, v)
+			os.Exit(2)
+		}
+		return n
+	}
+	return def
+}
+
+func run() error {
+	e := env{
+		dbURL: os.Getenv("DATABASE_URL"), bin: os.Getenv("BIN"), work: os.Getenv("WORK"), out: os.Getenv("OUT"),
+		api: os.Getenv("API_URL"), apiBig: os.Getenv("API_URL_BIG"), apiDaily: os.Getenv("API_URL_DAILY"),
+		days: getInt("DAYS", 30), rows: getInt("ROWS", 50000), rowsBig: getInt("ROWS_BIG", 1000000),
+		dailyRows: getInt("DAILY_ROWS", 5500), rp: getInt("REPEAT", 3),
+	}
+	for _, f := range strings.Fields(os.Getenv("SIM_PIDS")) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			e.simPIDs = append(e.simPIDs, pid)
+		}
+	}
+	if e.dbURL == "" || e.bin == "" || e.api == "" || e.apiBig == "" || e.apiDaily == "" || e.work == "" {
+		return errors.New("DATABASE_URL, BIN, WORK, API_URL, API_URL_BIG and API_URL_DAILY must be set (run hack/bench.sh)")
+	}
+	if e.out == "" {
+		e.out = "bench-results.json"
+	}
+	ctx := context.Background()
+	db, err := sqlx.Open("postgres", e.dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(2)
+
+	logf("migrating the schema")
+	if out, err := exec.Command(e.bin, "migrate", "up").CombinedOutput(); err != nil {
+		return fmt.Errorf("migrate up: %v\n%s", err, out)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS bench`); err != nil {
+		return err
+	}
+
+	from := firstDay
+	to := firstDay.AddDate(0, 0, e.days-1)
+	fetched := int64(e.days) * int64(e.rows)
+	csvPath := filepath.Join(e.work, "purchases.csv")
+	var product, limit, naive []measurement
+	var loaded int64
+
+	// The three contenders are interleaved so that drifting load on the
+	// machine hits them alike.
+	for i := 1; i <= e.rp; i++ {
+		logf("run %d/%d: product backfill of %d days x %d lines", i, e.rp, e.days, e.rows)
+		if err := resetProduct(ctx, db); err != nil {
+			return err
+		}
+		m, err := e.product(ctx, db, e.api, "backfill", "--from", date(from), "--to", date(to))
+		if err != nil {
+			return err
+		}
+		got, err := checkLoaded(ctx, db, fetched)
+		if err != nil {
+			return err
+		}
+		loaded = got
+		logf("  %.2f s, %.0f lines/s, peak RSS %.1f MiB", m.Seconds, float64(fetched)/m.Seconds, mib(m.MaxRSSKiB))
+		product = append(product, m)
+		if i == 1 {
+			// The limit and the naive loader get exactly the rows the
+			// product accepted, exported once outside any timing.
+			if err := psql(e.dbURL, fmt.Sprintf(`\copy (SELECT * FROM marketplace.purchases ORDER BY purchase_date, line_no) TO '%s' CSV`, csvPath)); err != nil {
+				return fmt.Errorf("exporting the rows: %w", err)
+			}
+		}
+
+		logf("run %d/%d: psql \\copy of %d rows", i, e.rp, loaded)
+		if err := freshTable(ctx, db, "bench.purchases_copy"); err != nil {
+			return err
+		}
+		m, err = timed(exec.Command("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", e.dbURL,
+			"-c", fmt.Sprintf(`\copy bench.purchases_copy FROM '%s' CSV`, csvPath)), e.simPIDs)
+		if err != nil {
+			return fmt.Errorf("psql \\copy: %w", err)
+		}
+		if err := checkCount(ctx, db, "bench.purchases_copy", loaded); err != nil {
+			return err
+		}
+		logf("  %.2f s, %.0f rows/s", m.Seconds, float64(loaded)/m.Seconds)
+		limit = append(limit, m)
+
+		logf("run %d/%d: multi-row INSERT (%d rows a statement, autocommit) of %d rows", i, e.rp, naiveBatch, loaded)
+		if err := freshTable(ctx, db, "bench.purchases_insert"); err != nil {
+			return err
+		}
+		m, err = naiveLoad(ctx, db, csvPath, "bench.purchases_insert")
+		if err != nil {
+			return fmt.Errorf("naive loader: %w", err)
+		}
+		if err := checkCount(ctx, db, "bench.purchases_insert", loaded); err != nil {
+			return err
+		}
+		logf("  %.2f s, %.0f rows/s", m.Seconds, float64(loaded)/m.Seconds)
+		naive = append(naive, m)
+	}
+
+	// The database now holds the product's last backfill: the daily pass and
+	// the marts run on top of that history.
+	var daily []measurement
+	for i := 1; i <= e.rp; i++ {
+		logf("run %d/%d: daily pass (run --date %s) of %d lines on top of the history", i, e.rp, dailyDay, e.dailyRows)
+		if err := deleteDay(ctx, db, dailyDay); err != nil {
+			return err
+		}
+		m, err := e.product(ctx, db, e.apiDaily, "run", "--date", dailyDay)
+		if err != nil {
+			return err
+		}
+		logf("  %.3f s (marts inside the pass: %.3f s)", m.Seconds, m.MartsSeconds)
+		daily = append(daily, m)
+	}
+	if err := deleteDay(ctx, db, dailyDay); err != nil {
+		return err
+	}
+
+	var martsFirst, martsAgain []measurement
+	martsNote := ""
+	if ok, err := martsInstalled(ctx, db); err != nil {
+		return err
+	} else if !ok {
+		martsNote = "n/a: schema marts not migrated"
+	} else {
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		// Autovacuum is off for steady timings: give the planner the
+		// statistics a live server would have.
+		if _, err := db.ExecContext(ctx, `ANALYZE marketplace.purchases`); err != nil {
+			return err
+		}
+		for i := 1; i <= e.rp; i++ {
+			logf("run %d/%d: marts refresh on %d loaded rows (from empty views, then again)", i, e.rp, loaded)
+			for _, v := range marts.MaterializedViews() {
+				if _, err := db.ExecContext(ctx, "REFRESH MATERIALIZED VIEW "+v+" WITH NO DATA"); err != nil {
+					return fmt.Errorf("emptying %s: %w", v, err)
+				}
+			}
+			if _, err := db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			if _, err := marts.Refresh(ctx, db, log); err != nil {
+				return fmt.Errorf("marts refresh: %w", err)
+			}
+			m1 := measurement{Seconds: time.Since(t0).Seconds()}
+			t0 = time.Now()
+			if _, err := marts.Refresh(ctx, db, log); err != nil {
+				return fmt.Errorf("marts refresh: %w", err)
+			}
+			m2 := measurement{Seconds: time.Since(t0).Seconds()}
+			logf("  first %.2f s, again (CONCURRENTLY) %.2f s", m1.Seconds, m2.Seconds)
+			martsFirst, martsAgain = append(martsFirst, m1), append(martsAgain, m2)
+		}
+	}
+
+	var big []measurement
+	for i := 1; i <= e.rp; i++ {
+		logf("run %d/%d: one day of %d lines (%s)", i, e.rp, e.rowsBig, bigDay)
+		if err := resetProduct(ctx, db); err != nil {
+			return err
+		}
+		m, err := e.product(ctx, db, e.apiBig, "backfill", "--from", bigDay, "--to", bigDay)
+		if err != nil {
+			return err
+		}
+		if _, err := checkLoaded(ctx, db, int64(e.rowsBig)); err != nil {
+			return err
+		}
+		logf("  %.2f s, peak RSS %.1f MiB", m.Seconds, mib(m.MaxRSSKiB))
+		big = append(big, m)
+	}
+
+	limitRate := float64(loaded) / median(limit, secs)
+	naiveRate := float64(loaded) / median(naive, secs)
+	mk := func(name string, rows int64, ms []measurement, note string) row {
+		r := row{Contender: name, Rows: rows, Runs: ms, Note: note}
+		if len(ms) == 0 {
+			return r
+		}
+		r.Seconds = median(ms, secs)
+		r.CPUSeconds = median(ms, func(m measurement) float64 { return m.CPUSeconds })
+		r.SimCPUSecs = median(ms, func(m measurement) float64 { return m.SimCPUSecs })
+		for _, m := range ms {
+			r.PeakRSSMiB = max(r.PeakRSSMiB, mib(m.MaxRSSKiB))
+		}
+		if rows > 0 {
+			r.RowsPerSec = float64(rows) / r.Seconds
+			r.VsLimit = r.RowsPerSec / limitRate
+			r.VsNaive = r.RowsPerSec / naiveRate
+		}
+		return r
+	}
+	rep := report{
+		Date:    time.Now().UTC().Format(time.RFC3339),
+		Machine: machine(ctx, db),
+		Parameters: map[string]int{"days": e.days, "rows_per_day": e.rows, "rows_big": e.rowsBig,
+			"daily_rows": e.dailyRows, "repeat": e.rp},
+		Results: []row{
+			mk("product: backfill", fetched, product, fmt.Sprintf("%d days x %d lines fetched; %d accepted", e.days, e.rows, loaded)),
+			mk("limit: psql \\copy", loaded, limit, "the accepted rows from a CSV file, one COPY"),
+			mk("naive: INSERT x100 autocommit", loaded, naive, "lib/pq, literal VALUES, one commit per statement"),
+			mk("product: one big day", int64(e.rowsBig), big, "peak RSS must stay flat"),
+			mk("product: daily run --date", int64(e.dailyRows), daily, "on top of the history; simulator without latency"),
+			mk("marts refresh (from empty)", 0, martsFirst, firstNonEmpty(martsNote, fmt.Sprintf("on %d rows", loaded))),
+			mk("marts refresh (again)", 0, martsAgain, firstNonEmpty(martsNote, "CONCURRENTLY, nothing changed")),
+		},
+	}
+	printTable(os.Stdout, rep)
+	buf, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(e.out, append(buf, '\n'), 0o644); err != nil {
+		return err
+	}
+	logf("results written to %s", e.out)
+	return nil
+}
+
+var logSeq int
+
+// product runs the binary once and measures it. Any marts refresh inside
+// the pass is reported apart and excluded from the time.
+func (e env) product(ctx context.Context, db *sqlx.DB, api string, args ...string) (measurement, error) {
+	if _, err := db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+		return measurement{}, err
+	}
+	cmd := exec.Command(e.bin, args...)
+	cmd.Env = append(os.Environ(), "MARKETPLACE_API_URL="+api, "LOG_FORMAT=json", "LOG_LEVEL=info",
+		"ETL_AUTO_MIGRATE=false", "ETL_CATCHUP_DAYS=0")
+	logSeq++
+	logPath := filepath.Join(e.work, fmt.Sprintf("product-%02d-%s.log", logSeq, args[0]))
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return measurement{}, err
+	}
+	defer lf.Close()
+	cmd.Stderr, cmd.Stdout = lf, lf
+	m, err := timed(cmd, e.simPIDs)
+	if err != nil {
+		tail, _ := os.ReadFile(logPath)
+		return m, fmt.Errorf("marketplace-etl %s: %w\n%s", strings.Join(args, " "), err, lastLines(string(tail), 20))
+	}
+	m.MartsSeconds, err = martsInLog(logPath)
+	if err != nil {
+		return m, err
+	}
+	m.WallSeconds = m.Seconds
+	m.Seconds -= m.MartsSeconds
+	return m, nil
+}
+
+// timed runs cmd and returns its wall time, peak RSS and CPU time, and the
+// CPU time the simulators spent meanwhile.
+func timed(cmd *exec.Cmd, simPIDs []int) (measurement, error) {
+	sim0 := cpuOf(simPIDs)
+	t0 := time.Now()
+	err := cmd.Run()
+	m := measurement{Seconds: time.Since(t0).Seconds(), SimCPUSecs: cpuOf(simPIDs) - sim0}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			m.MaxRSSKiB = ru.Maxrss
+			m.CPUSeconds = tv(ru.Utime) + tv(ru.Stime)
+		}
+	}
+	return m, err
+}
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+// cpuOf sums user+system CPU seconds of the processes from /proc.
+func cpuOf(pids []int) float64 {
+	total := 0.0
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		total += (u + st) / 100 // USER_HZ
+	}
+	return total
+}
+
+// martsInLog finds the duration of a marts refresh inside a pass in its JSON
+// log (0 if the pass refreshed none) and checks that the pass succeeded.
+func martsInLog(path string) (float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	marts, ok := 0.0, false
+	for sc.Scan() {
+		var l map[string]any
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		msg, _ := l["msg"].(string)
+		switch {
+		case msg == "pass succeeded":
+			ok = true
+		case strings.Contains(msg, "marts") && strings.Contains(msg, "refreshed"):
+			// Both the pipeline and package marts log the same refresh.
+			marts = max(marts, duration(l["duration"]))
+		}
+	}
+	if !ok {
+		return 0, fmt.Errorf("no \"pass succeeded\" line in %s", path)
+	}
+	return marts, sc.Err()
+}
+
+func duration(v any) float64 {
+	switch d := v.(type) {
+	case float64: // slog's JSON handler writes nanoseconds
+		return d / 1e9
+	case string:
+		if x, err := time.ParseDuration(d); err == nil {
+			return x.Seconds()
+		}
+	}
+	return 0
+}
+
+// resetProduct empties every table the product writes, so that each run
+// starts from the same state.
+func resetProduct(ctx context.Context, db *sqlx.DB) error {
+	_, err := db.ExecContext(ctx, `TRUNCATE marketplace.purchases, marketplace.rejected_purchases, marketplace.day_loads, marketplace.etl_runs`)
+	return err
+}
+
+func deleteDay(ctx context.Context, db *sqlx.DB, day string) error {
+	for _, t := range []string{"marketplace.purchases", "marketplace.rejected_purchases", "marketplace.day_loads"} {
+		if _, err := db.ExecContext(ctx, "DELETE FROM "+t+" WHERE purchase_date = $1", day); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freshTable (re)creates a table of the shape of marketplace.purchases: the
+// same columns, checks and primary key.
+func freshTable(ctx context.Context, db *sqlx.DB, name string) error {
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS " + name,
+		"CREATE TABLE " + name + " (LIKE marketplace.purchases INCLUDING ALL)",
+		"CHECKPOINT",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+// checkLoaded verifies that the product accounted for every fetched line and
+// returns how many it accepted.
+func checkLoaded(ctx context.Context, db *sqlx.DB, fetched int64) (int64, error) {
+	var acc, rej int64
+	if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM marketplace.purchases), (SELECT count(*) FROM marketplace.rejected_purchases)`).Scan(&acc, &rej); err != nil {
+		return 0, err
+	}
+	if acc+rej != fetched {
+		return 0, fmt.Errorf("the product stored %d accepted + %d rejected lines, expected %d fetched", acc, rej, fetched)
+	}
+	return acc, nil
+}
+
+func checkCount(ctx context.Context, db *sqlx.DB, table string, want int64) error {
+	var n int64
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		return err
+	}
+	if n != want {
+		return fmt.Errorf("%s holds %d rows, expected %d", table, n, want)
+	}
+	return nil
+}
+
+func martsInstalled(ctx context.Context, db *sqlx.DB) (bool, error) {
+	var ok bool
+	err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_matviews WHERE schemaname = 'marts')`).Scan(&ok)
+	return ok, err
+}
+
+// naiveLoad does what psycopg2's execute_values did for the original:
+// INSERT statements of 100 rows with the values inlined as literals, each
+// in its own transaction (autocommit), over one connection. Reading the CSV
+// file is part of the time but negligible next to the statements.
+func naiveLoad(ctx context.Context, db *sqlx.DB, csvPath, table string) (measurement, error) {
+	f, err := os.Open(csvPath)
+	if err != nil {
+		return measurement{}, err
+	}
+	defer f.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return measurement{}, err
+	}
+	defer conn.Close()
+	r := csv.NewReader(bufio.NewReaderSize(f, 1<<20))
+	r.ReuseRecord = true
+	// Columns: purchase_date, line_no, client_id, gender, product_id,
+	// quantity, price_per_item, discount_per_item, total_price,
+	// seconds_from_midnight, purchased_at, run_id; quoted are the text ones.
+	quoted := map[int]bool{0: true, 3: true, 10: true}
+	head := "INSERT INTO " + table + " (purchase_date, line_no, client_id, gender, product_id, quantity, price_per_item, discount_per_item, total_price, seconds_from_midnight, purchased_at, run_id) VALUES "
+	var sb strings.Builder
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		_, err := conn.ExecContext(ctx, sb.String())
+		sb.Reset()
+		n = 0
+		return err
+	}
+	t0 := time.Now()
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return measurement{}, err
+		}
+		if n == 0 {
+			sb.WriteString(head)
+		} else {
+			sb.WriteByte(',')
+		}
+		sb.WriteByte('(')
+		for i, v := range rec {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			if quoted[i] {
+				sb.WriteByte('\'')
+				sb.WriteString(strings.ReplaceAll(v, "'", "''"))
+				sb.WriteByte('\'')
+			} else {
+				sb.WriteString(v)
+			}
+		}
+		sb.WriteByte(')')
+		if n++; n == naiveBatch {
+			if err := flush(); err != nil {
+				return measurement{}, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return measurement{}, err
+	}
+	return measurement{Seconds: time.Since(t0).Seconds()}, nil
+}
+
+func psql(url, command string) error {
+	cmd := exec.Command("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", command)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+func machine(ctx context.Context, db *sqlx.DB) map[string]string {
+	m := map[string]string{"nproc": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		m["memory"] = strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " ")
+	}
+	var v string
+	if db.QueryRowContext(ctx, `SHOW server_version`).Scan(&v) == nil {
+		m["postgresql"] = v
+	}
+	for _, s := range []string{"shared_buffers", "max_wal_size", "synchronous_commit", "fsync", "wal_level"} {
+		if db.QueryRowContext(ctx, "SHOW "+s).Scan(&v) == nil {
+			m["pg_"+s] = v
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m["loadavg_at_end"] = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return m
+}
+
+func printTable(w io.Writer, rep report) {
+	fmt.Fprintf(w, "\nmarketplace-etl benchmark, %s; %s, %s CPUs, PostgreSQL %s\n", rep.Date, rep.Machine["cpu"], rep.Machine["nproc"], rep.Machine["postgresql"])
+	fmt.Fprintf(w, "median of %d runs each\n\n", rep.Parameters["repeat"])
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "contender\trows\tseconds\trows/s\tvs limit\tvs naive\tpeak RSS MiB\tCPU s\tsim CPU s\t")
+	for _, r := range rep.Results {
+		if len(r.Runs) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\t\t\n", r.Contender, "", r.Note)
+			continue
+		}
+		cell := func(v float64, f string) string {
+			if v == 0 {
+				return "-"
+			}
+			return fmt.Sprintf(f, v)
+		}
+		rows := "-"
+		if r.Rows > 0 {
+			rows = strconv.FormatInt(r.Rows, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Contender, rows, r.Seconds,
+			cell(r.RowsPerSec, "%.0f"), cell(r.VsLimit, "%.2f"), cell(r.VsNaive, "%.2f"),
+			cell(r.PeakRSSMiB, "%.1f"), cell(r.CPUSeconds, "%.2f"), cell(r.SimCPUSecs, "%.2f"))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+func secs(m measurement) float64 { return m.Seconds }
+
+func median(ms []measurement, f func(measurement) float64) float64 {
+	if len(ms) == 0 {
+		return 0
+	}
+	v := make([]float64, len(ms))
+	for i, m := range ms {
+		v[i] = f(m)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+func date(t time.Time) string { return t.Format(time.DateOnly) }
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
