@@ -53,6 +53,8 @@ PG_EXTRA_OPTS="-c shared_buffers=256MB -c work_mem=16MB -c maintenance_work_mem=
 export PG_EXTRA_OPTS
 echo "==> starting a throw-away PostgreSQL"
 pg_start
+PG_PID=$(head -1 "$PG_TMP/data/postmaster.pid")
+export PG_PID
 
 start_sim() { # rows-per-day -> sets SIM_URL
   local port

@@ -66,6 +66,7 @@ type measurement struct {
 	MaxRSSKiB    int64   `json:"max_rss_kib,omitempty"`
 	CPUSeconds   float64 `json:"cpu_seconds,omitempty"`     // user+system of the measured process
 	SimCPUSecs   float64 `json:"sim_cpu_seconds,omitempty"` // user+system of the simulators meanwhile
+	PGCPUSecs    float64 `json:"pg_cpu_seconds,omitempty"`  // user+system of all PostgreSQL processes meanwhile
 }
 
 // row is one line of the results table.
@@ -79,6 +80,7 @@ type row struct {
 	PeakRSSMiB float64       `json:"peak_rss_mib,omitempty"` // max over the runs
 	CPUSeconds float64       `json:"cpu_seconds,omitempty"`  // median
 	SimCPUSecs float64       `json:"sim_cpu_seconds,omitempty"`
+	PGCPUSecs  float64       `json:"pg_cpu_seconds,omitempty"`
 	Note       string        `json:"note,omitempty"`
 	Runs       []measurement `json:"runs"`
 }
@@ -181,7 +183,7 @@ func run() error {
 			return err
 		}
 		m, err = timed(exec.Command("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", e.dbURL,
-			"-c", fmt.Sprintf(`\copy bench.purchases_copy FROM '%s' CSV`, csvPath)), e.simPIDs)
+			"-c", fmt.Sprintf(`\copy bench.purchases_copy FROM '%s' CSV`, csvPath)), e.simPIDs, nil)
 		if err != nil {
 			return fmt.Errorf("psql \\copy: %w", err)
 		}
@@ -248,16 +250,14 @@ func run() error {
 			if _, err := db.ExecContext(ctx, `CHECKPOINT`); err != nil {
 				return err
 			}
-			t0 := time.Now()
-			if _, err := marts.Refresh(ctx, db, log); err != nil {
-				return fmt.Errorf("marts refresh: %w", err)
+			m1, err := timedRefresh(ctx, db, log)
+			if err != nil {
+				return err
 			}
-			m1 := measurement{Seconds: time.Since(t0).Seconds()}
-			t0 = time.Now()
-			if _, err := marts.Refresh(ctx, db, log); err != nil {
-				return fmt.Errorf("marts refresh: %w", err)
+			m2, err := timedRefresh(ctx, db, log)
+			if err != nil {
+				return err
 			}
-			m2 := measurement{Seconds: time.Since(t0).Seconds()}
 			logf("  first %.2f s, again (CONCURRENTLY) %.2f s", m1.Seconds, m2.Seconds)
 			martsFirst, martsAgain = append(martsFirst, m1), append(martsAgain, m2)
 		}
@@ -290,6 +290,7 @@ func run() error {
 		r.Seconds = median(ms, secs)
 		r.CPUSeconds = median(ms, func(m measurement) float64 { return m.CPUSeconds })
 		r.SimCPUSecs = median(ms, func(m measurement) float64 { return m.SimCPUSecs })
+		r.PGCPUSecs = median(ms, func(m measurement) float64 { return m.PGCPUSecs })
 		for _, m := range ms {
 			r.PeakRSSMiB = max(r.PeakRSSMiB, mib(m.MaxRSSKiB))
 		}
@@ -329,8 +330,18 @@ func run() error {
 
 var logSeq int
 
+func timedRefresh(ctx context.Context, db *sqlx.DB, log *slog.Logger) (measurement, error) {
+	pg0 := pgCPU()
+	t0 := time.Now()
+	if _, err := marts.Refresh(ctx, db, log); err != nil {
+		return measurement{}, fmt.Errorf("marts refresh: %w", err)
+	}
+	return measurement{Seconds: time.Since(t0).Seconds(), PGCPUSecs: pgCPU() - pg0}, nil
+}
+
 // product runs the binary once and measures it. Any marts refresh inside
-// the pass is reported apart and excluded from the time.
+// the pass is reported apart and excluded from the time; the CPU figures are
+// then taken when the last day is done, before the refresh starts.
 func (e env) product(ctx context.Context, db *sqlx.DB, api string, args ...string) (measurement, error) {
 	if _, err := db.ExecContext(ctx, `CHECKPOINT`); err != nil {
 		return measurement{}, err
@@ -345,8 +356,26 @@ func (e env) product(ctx context.Context, db *sqlx.DB, api string, args ...strin
 		return measurement{}, err
 	}
 	defer lf.Close()
-	cmd.Stderr, cmd.Stdout = lf, lf
-	m, err := timed(cmd, e.simPIDs)
+	var last *snapshot
+	lw := &lineWriter{w: lf, line: func(l []byte) {
+		var rec struct {
+			Msg      string `json:"msg"`
+			Progress string `json:"progress"`
+		}
+		if json.Unmarshal(l, &rec) != nil || rec.Msg != "day done" {
+			return
+		}
+		if i, n, ok := strings.Cut(rec.Progress, "/"); ok && i == n && cmd.Process != nil {
+			s := take(e.simPIDs)
+			if f := procStat(cmd.Process.Pid); len(f) >= 13 {
+				s.proc = ticks(f[11]) + ticks(f[12])
+			}
+			last = &s
+		}
+	}}
+	cmd.Stderr, cmd.Stdout = lw, lw
+	var base snapshot
+	m, err := timed(cmd, e.simPIDs, &base)
 	if err != nil {
 		tail, _ := os.ReadFile(logPath)
 		return m, fmt.Errorf("marketplace-etl %s: %w\n%s", strings.Join(args, " "), err, lastLines(string(tail), 20))
@@ -357,16 +386,49 @@ func (e env) product(ctx context.Context, db *sqlx.DB, api string, args ...strin
 	}
 	m.WallSeconds = m.Seconds
 	m.Seconds -= m.MartsSeconds
+	if m.MartsSeconds > 0 && last != nil {
+		m.CPUSeconds, m.PGCPUSecs, m.SimCPUSecs = last.proc, last.pg-base.pg, last.sim-base.sim
+	}
 	return m, nil
 }
 
+// snapshot is the CPU time spent so far by PostgreSQL, the simulators and
+// the measured process.
+type snapshot struct{ pg, sim, proc float64 }
+
+func take(simPIDs []int) snapshot { return snapshot{pg: pgCPU(), sim: cpuOf(simPIDs)} }
+
+// lineWriter copies a stream to w and hands every complete line to line.
+type lineWriter struct {
+	w    io.Writer
+	buf  []byte
+	line func([]byte)
+}
+
+func (lw *lineWriter) Write(p []byte) (int, error) {
+	lw.buf = append(lw.buf, p...)
+	for {
+		i := slices.Index(lw.buf, '\n')
+		if i < 0 {
+			break
+		}
+		lw.line(lw.buf[:i])
+		lw.buf = lw.buf[i+1:]
+	}
+	return lw.w.Write(p)
+}
+
 // timed runs cmd and returns its wall time, peak RSS and CPU time, and the
-// CPU time the simulators spent meanwhile.
-func timed(cmd *exec.Cmd, simPIDs []int) (measurement, error) {
-	sim0 := cpuOf(simPIDs)
+// CPU time PostgreSQL and the simulators spent meanwhile; base receives the
+// starting point.
+func timed(cmd *exec.Cmd, simPIDs []int, base *snapshot) (measurement, error) {
+	b := take(simPIDs)
+	if base != nil {
+		*base = b
+	}
 	t0 := time.Now()
 	err := cmd.Run()
-	m := measurement{Seconds: time.Since(t0).Seconds(), SimCPUSecs: cpuOf(simPIDs) - sim0}
+	m := measurement{Seconds: time.Since(t0).Seconds(), SimCPUSecs: cpuOf(simPIDs) - b.sim, PGCPUSecs: pgCPU() - b.pg}
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			m.MaxRSSKiB = ru.Maxrss
@@ -382,20 +444,60 @@ func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6
 func cpuOf(pids []int) float64 {
 	total := 0.0
 	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := procStat(pid); len(f) >= 13 {
+			total += ticks(f[11]) + ticks(f[12])
+		}
+	}
+	return total
+}
+
+// pgCPU is the CPU time PostgreSQL has spent: the postmaster's own and its
+// exited children's (which it has waited for), plus its live children's.
+func pgCPU() float64 {
+	pm, err := strconv.Atoi(os.Getenv("PG_PID"))
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(f) < 13 {
+		f := procStat(pid)
+		if len(f) < 15 {
 			continue
 		}
-		u, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		total += (u + st) / 100 // USER_HZ
+		ppid, _ := strconv.Atoi(f[1])
+		switch {
+		case pid == pm:
+			total += ticks(f[11]) + ticks(f[12]) + ticks(f[13]) + ticks(f[14])
+		case ppid == pm:
+			total += ticks(f[11]) + ticks(f[12])
+		}
 	}
 	return total
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name:
+// state, ppid, … (utime is [11], stime [12], cutime [13], cstime [14]).
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 > len(s) {
+		return nil
+	}
+	return strings.Fields(s[i+2:])
+}
+
+func ticks(s string) float64 {
+	v, _ := strconv.ParseFloat(s, 64)
+	return v / 100 // USER_HZ
 }
 
 // martsInLog finds the duration of a marts refresh inside a pass in its JSON
@@ -535,6 +637,7 @@ func naiveLoad(ctx context.Context, db *sqlx.DB, csvPath, table string) (measure
 		n = 0
 		return err
 	}
+	pg0 := pgCPU()
 	t0 := time.Now()
 	for {
 		rec, err := r.Read()
@@ -572,7 +675,7 @@ func naiveLoad(ctx context.Context, db *sqlx.DB, csvPath, table string) (measure
 	if err := flush(); err != nil {
 		return measurement{}, err
 	}
-	return measurement{Seconds: time.Since(t0).Seconds()}, nil
+	return measurement{Seconds: time.Since(t0).Seconds(), PGCPUSecs: pgCPU() - pg0}, nil
 }
 
 func psql(url, command string) error {
@@ -616,10 +719,10 @@ func printTable(w io.Writer, rep report) {
 	fmt.Fprintf(w, "\nmarketplace-etl benchmark, %s; %s, %s CPUs, PostgreSQL %s\n", rep.Date, rep.Machine["cpu"], rep.Machine["nproc"], rep.Machine["postgresql"])
 	fmt.Fprintf(w, "median of %d runs each\n\n", rep.Parameters["repeat"])
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "contender\trows\tseconds\trows/s\tvs limit\tvs naive\tpeak RSS MiB\tCPU s\tsim CPU s\t")
+	fmt.Fprintln(tw, "contender\trows\tseconds\trows/s\tvs limit\tvs naive\tpeak RSS MiB\tCPU s\tPG CPU s\tsim CPU s\t")
 	for _, r := range rep.Results {
 		if len(r.Runs) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\t\t\n", r.Contender, "", r.Note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\t\t\t\n", r.Contender, "", r.Note)
 			continue
 		}
 		cell := func(v float64, f string) string {
@@ -632,9 +735,9 @@ func printTable(w io.Writer, rep report) {
 		if r.Rows > 0 {
 			rows = strconv.FormatInt(r.Rows, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Contender, rows, r.Seconds,
+		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Contender, rows, r.Seconds,
 			cell(r.RowsPerSec, "%.0f"), cell(r.VsLimit, "%.2f"), cell(r.VsNaive, "%.2f"),
-			cell(r.PeakRSSMiB, "%.1f"), cell(r.CPUSeconds, "%.2f"), cell(r.SimCPUSecs, "%.2f"))
+			cell(r.PeakRSSMiB, "%.1f"), cell(r.CPUSeconds, "%.2f"), cell(r.PGCPUSecs, "%.2f"), cell(r.SimCPUSecs, "%.2f"))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
