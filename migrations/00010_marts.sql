@@ -77,7 +77,7 @@ GROUP BY client_id
 WITH NO DATA;
 CREATE UNIQUE INDEX ON marts.client_first_purchase (client_id);
 CREATE INDEX ON marts.client_first_purchase (first_purchase_date);
-COMMENT ON MATERIALIZED VIEW marts.client_first_purchase IS 'Grain: client. The day of each client''s first purchase ever loaded, and its cohort month.';
+COMMENT ON MATERIALIZED VIEW marts.client_first_purchase IS 'Helper, grain: client. The day of each client''s first purchase ever loaded, and its cohort month. Refreshed without CONCURRENTLY (readers wait during its refresh, a few seconds); client_rfm has the same dates for dashboards.';
 COMMENT ON COLUMN marts.client_first_purchase.client_id IS 'Client id.';
 COMMENT ON COLUMN marts.client_first_purchase.first_purchase_date IS 'Business day of the client''s first purchase line.';
 COMMENT ON COLUMN marts.client_first_purchase.cohort_month IS 'First day of the calendar month of the first purchase: the client''s cohort.';
@@ -396,14 +396,25 @@ WITH asof AS (
            count(*) AS frequency, sum(revenue) AS monetary
     FROM marts.client_day
     GROUP BY client_id
+), r_below AS (
+    -- Clients strictly worse = running count of smaller values. Recency and
+    -- frequency have few distinct values, so a histogram replaces a sort of
+    -- every client; ties share one count and so one score.
+    SELECT last_purchase_date, sum(k) OVER (ORDER BY last_purchase_date) - k AS below
+    FROM (SELECT last_purchase_date, count(*) AS k FROM c GROUP BY 1) h
+), f_below AS (
+    SELECT frequency, sum(k) OVER (ORDER BY frequency) - k AS below
+    FROM (SELECT frequency, count(*) AS k FROM c GROUP BY 1) h
 ), ranked AS (
-    -- rank() - 1 = clients strictly worse; ties share one rank and so one score.
     SELECT c.*, a.as_of, a.as_of - c.last_purchase_date AS recency_days,
-           rank() OVER (ORDER BY c.last_purchase_date) - 1 AS r_below,
-           rank() OVER (ORDER BY c.frequency) - 1          AS f_below,
+           rb.below::bigint                                AS r_below,
+           fb.below::bigint                                AS f_below,
            rank() OVER (ORDER BY c.monetary) - 1           AS m_below,
            count(*) OVER ()                                AS n
-    FROM c CROSS JOIN asof a
+    FROM c
+    CROSS JOIN asof a
+    JOIN r_below rb USING (last_purchase_date)
+    JOIN f_below fb USING (frequency)
 ), scored AS (
     -- Tercile score: 1 + floor(3 * share of clients strictly worse).
     SELECT ranked.*,
@@ -452,12 +463,13 @@ WITH fp AS (
     SELECT cohort_month, count(*) AS cohort_size FROM fp GROUP BY cohort_month
 ), last AS (
     SELECT date_trunc('month', max(day))::date AS last_month FROM marts.daily_sales
+), cm AS (
+    SELECT client_id, date_trunc('month', day)::date AS activity_month, sum(revenue) AS revenue
+    FROM marts.client_day
+    GROUP BY 1, 2
 ), act AS (
-    SELECT fp.cohort_month,
-           date_trunc('month', cd.day)::date AS activity_month,
-           count(DISTINCT cd.client_id)      AS active_clients,
-           sum(cd.revenue)                   AS revenue
-    FROM marts.client_day cd
+    SELECT fp.cohort_month, cm.activity_month, count(*) AS active_clients, sum(cm.revenue) AS revenue
+    FROM cm
     JOIN fp USING (client_id)
     GROUP BY 1, 2
 ), grid AS (

@@ -1,6 +1,7 @@
 package marts
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,7 +48,5 @@ func BenchmarkRefresh(b *testing.B) {
 		refresh(b, db)
 	}
 	b.StopTimer()
-	for _, r := range rows(b, db, `SELECT mart, duration_ms FROM marts.refresh_state ORDER BY started_at`) {
-		b.Logf("last refresh: %s ms", r)
-	}
+	b.Logf("last refresh, ms: %s", strings.Join(rows(b, db, `SELECT mart || '=' || duration_ms FROM marts.refresh_state ORDER BY started_at`), " "))
 }

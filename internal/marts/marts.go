@@ -38,15 +38,15 @@ var Names = []string{
 type view struct {
 	name string
 	// concurrent: refresh with CONCURRENTLY once populated, so readers are
-	// never blocked. client_day is read only by the refresh itself and is
-	// the largest; a plain refresh avoids diffing millions of rows.
+	// never blocked. The helpers are read by the refresh itself and are the
+	// largest; a plain refresh avoids diffing millions of rows.
 	concurrent bool
 }
 
 // refreshOrder lists the materialized views, each after the ones it reads.
 var refreshOrder = []view{
 	{"marts.client_day", false},
-	{"marts.client_first_purchase", true},
+	{"marts.client_first_purchase", false},
 	{"marts.daily_sales", true},
 	{"marts.monthly_sales", true},
 	{"marts.sales_by_gender", true},
