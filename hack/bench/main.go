@@ -41,15 +41,13 @@ import (
 	"github.com/marketplace-etl/marketplace-etl/internal/marts"
 )
 
-// firstDay is the first business date of the backfill range; the big day and
-// the daily day lie after it, outside any range length used in practice.
-var firstDay = time.Date(2023, 1, 2, 0, 0, 0, 0, time.UTC)
+// firstDay is the first business date of the backfill range. The daily
+// pass loads the day after the range and the big day is the one after that,
+// so that the history stays contiguous, as in production (the marts span
+// the history's dates).
+var firstDay = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
-const (
-	bigDay     = "2025-06-01"
-	dailyDay   = "2025-06-02"
-	naiveBatch = 100
-)
+const naiveBatch = 100
 
 type env struct {
 	dbURL, bin, work, out              string
@@ -147,6 +145,7 @@ func run() error {
 
 	from := firstDay
 	to := firstDay.AddDate(0, 0, e.days-1)
+	dailyDay, bigDay := date(to.AddDate(0, 0, 1)), date(to.AddDate(0, 0, 2))
 	fetched := int64(e.days) * int64(e.rows)
 	csvPath := filepath.Join(e.work, "purchases.csv")
 	var product, limit, naive []measurement
