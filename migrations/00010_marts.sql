@@ -388,10 +388,12 @@ COMMENT ON COLUMN marts.product_abc_xyz.period_start IS 'First day of the period
 COMMENT ON COLUMN marts.product_abc_xyz.period_end IS 'Last day of the period.';
 
 -- -------------------------------------------------------------------- RFM
-CREATE MATERIALIZED VIEW marts.client_rfm AS
-WITH asof AS (
-    SELECT max(day) AS as_of FROM marts.daily_sales
-), c AS (
+-- The scores do not depend on the reference day (recency ranks are last
+-- purchase date ranks), so the materialized part leaves it out: a daily
+-- refresh then rewrites only the clients that bought or changed score,
+-- instead of every client whose recency grew by a day. The view adds it.
+CREATE MATERIALIZED VIEW marts.client_rfm_scores AS
+WITH c AS (
     SELECT client_id, min(day) AS first_purchase_date, max(day) AS last_purchase_date,
            count(*) AS frequency, sum(revenue) AS monetary
     FROM marts.client_day
@@ -406,13 +408,12 @@ WITH asof AS (
     SELECT frequency, sum(k) OVER (ORDER BY frequency) - k AS below
     FROM (SELECT frequency, count(*) AS k FROM c GROUP BY 1) h
 ), ranked AS (
-    SELECT c.*, a.as_of, a.as_of - c.last_purchase_date AS recency_days,
-           rb.below::bigint                                AS r_below,
-           fb.below::bigint                                AS f_below,
-           rank() OVER (ORDER BY c.monetary) - 1           AS m_below,
-           count(*) OVER ()                                AS n
+    SELECT c.*,
+           rb.below::bigint                      AS r_below,
+           fb.below::bigint                      AS f_below,
+           rank() OVER (ORDER BY c.monetary) - 1 AS m_below,
+           count(*) OVER ()                      AS n
     FROM c
-    CROSS JOIN asof a
     JOIN r_below rb USING (last_purchase_date)
     JOIN f_below fb USING (frequency)
 ), scored AS (
@@ -423,7 +424,7 @@ WITH asof AS (
            (1 + 3 * m_below / n)::smallint AS m_score
     FROM ranked
 )
-SELECT client_id, as_of, first_purchase_date, last_purchase_date, recency_days, frequency, monetary,
+SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary,
        r_score, f_score, m_score,
        r_score::text || f_score::text || m_score::text AS rfm_code,
        CASE
@@ -439,9 +440,27 @@ SELECT client_id, as_of, first_purchase_date, last_purchase_date, recency_days, 
        END AS segment
 FROM scored
 WITH NO DATA;
-CREATE UNIQUE INDEX ON marts.client_rfm (client_id);
-CREATE INDEX ON marts.client_rfm (segment);
-COMMENT ON MATERIALIZED VIEW marts.client_rfm IS 'Grain: client, as of the newest loaded day. RFM with tercile scores 1..3 (3 = best; score = 1 + floor(3 * share of clients strictly worse), ties share a score). Segment from R and F: 33 champions, 32 potential_loyalists, 31 new, 23 loyal, 22 need_attention, 21 about_to_sleep, 13 at_risk, 12 hibernating, 11 lost; M refines within a segment.';
+CREATE UNIQUE INDEX ON marts.client_rfm_scores (client_id);
+CREATE INDEX ON marts.client_rfm_scores (segment);
+COMMENT ON MATERIALIZED VIEW marts.client_rfm_scores IS 'Grain: client. The materialized part of marts.client_rfm (everything but the reference day and recency); query marts.client_rfm.';
+COMMENT ON COLUMN marts.client_rfm_scores.client_id IS 'Client id.';
+COMMENT ON COLUMN marts.client_rfm_scores.first_purchase_date IS 'Day of the client''s first purchase.';
+COMMENT ON COLUMN marts.client_rfm_scores.last_purchase_date IS 'Day of the client''s latest purchase.';
+COMMENT ON COLUMN marts.client_rfm_scores.frequency IS 'Distinct days with a purchase.';
+COMMENT ON COLUMN marts.client_rfm_scores.monetary IS 'Revenue of the client over all loaded data.';
+COMMENT ON COLUMN marts.client_rfm_scores.r_score IS 'Recency tercile 1..3 (3 = most recent).';
+COMMENT ON COLUMN marts.client_rfm_scores.f_score IS 'Frequency tercile 1..3 (3 = most purchase days).';
+COMMENT ON COLUMN marts.client_rfm_scores.m_score IS 'Monetary tercile 1..3 (3 = highest revenue).';
+COMMENT ON COLUMN marts.client_rfm_scores.rfm_code IS 'Three digits r_score f_score m_score.';
+COMMENT ON COLUMN marts.client_rfm_scores.segment IS 'Named segment from (r_score, f_score), see marts.client_rfm.';
+
+CREATE VIEW marts.client_rfm AS
+SELECT s.client_id, a.as_of, s.first_purchase_date, s.last_purchase_date,
+       a.as_of - s.last_purchase_date AS recency_days,
+       s.frequency, s.monetary, s.r_score, s.f_score, s.m_score, s.rfm_code, s.segment
+FROM marts.client_rfm_scores s
+CROSS JOIN (SELECT max(day) AS as_of FROM marts.daily_sales) a;
+COMMENT ON VIEW marts.client_rfm IS 'Grain: client, as of the newest loaded day. RFM with tercile scores 1..3 (3 = best; score = 1 + floor(3 * share of clients strictly worse), ties share a score). Segment from R and F: 33 champions, 32 potential_loyalists, 31 new, 23 loyal, 22 need_attention, 21 about_to_sleep, 13 at_risk, 12 hibernating, 11 lost; M refines within a segment.';
 COMMENT ON COLUMN marts.client_rfm.client_id IS 'Client id.';
 COMMENT ON COLUMN marts.client_rfm.as_of IS 'Newest loaded day: the reference day of recency.';
 COMMENT ON COLUMN marts.client_rfm.first_purchase_date IS 'Day of the client''s first purchase.';

@@ -3,8 +3,9 @@
 //
 // Every aggregate mart is a materialized view. Refresh rebuilds them in
 // dependency order, CONCURRENTLY once populated so that dashboards keep
-// reading the previous version while a refresh runs. The load-health marts
-// and product_abc_xyz are plain views and need no refresh.
+// reading the previous version while a refresh runs. The load-health marts,
+// product_abc_xyz and client_rfm are plain views (over product_sales_12m and
+// client_rfm_scores) and need no refresh of their own.
 package marts
 
 import (
@@ -53,7 +54,7 @@ var refreshOrder = []view{
 	{"marts.sales_by_hour", true},
 	{"marts.client_activity_daily", true},
 	{"marts.product_sales_12m", true},
-	{"marts.client_rfm", true},
+	{"marts.client_rfm_scores", true},
 	{"marts.cohort_retention", true},
 }
 
