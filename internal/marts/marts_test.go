@@ -476,3 +476,21 @@ func TestRFMTercilesAndSegments(t *testing.T) {
 		"9|0|3|400|312|new",
 	}, `SELECT client_id, recency_days, frequency, monetary::integer, rfm_code, segment FROM marts.client_rfm ORDER BY client_id`)
 }
+
+// Every relation and column in schema marts is documented in the database,
+// and every exported name exists.
+func TestMartsAreDocumented(t *testing.T) {
+	db := newDB(t)
+	expectRows(t, db, nil, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'marts' AND c.relkind IN ('r', 'v', 'm') AND obj_description(c.oid, 'pg_class') IS NULL`)
+	expectRows(t, db, nil, `SELECT c.relname || '.' || a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'marts' AND c.relkind IN ('r', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+			AND coalesce(col_description(c.oid, a.attnum), '') = ''`)
+	for _, name := range append(append([]string{}, Names...), MaterializedViews()...) {
+		var ok bool
+		if err := db.Get(&ok, `SELECT to_regclass($1) IS NOT NULL`, name); err != nil || !ok {
+			t.Errorf("%s does not exist (%v)", name, err)
+		}
+	}
+}
