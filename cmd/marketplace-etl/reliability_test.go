@@ -256,7 +256,7 @@ func TestPostgresRestartMidBackfill(t *testing.T) {
 	}
 	e := newEnv(t, marketplace.SimConfig{RowsPerDay: 3000, Latency: 40 * time.Millisecond})
 	e.mustRun("migrate", "up")
-	for round, after := range []time.Duration{500 * time.Millisecond, 1200 * time.Millisecond} {
+	for round, after := range []time.Duration{500 * time.Millisecond, 300 * time.Millisecond} {
 		cmd := e.command([]string{"ETL_HTTP_RETRIES=2"}, "backfill", "--from", "2023-08-01", "--to", "2023-08-20")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

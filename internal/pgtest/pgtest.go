@@ -173,8 +173,9 @@ func (c *Cluster) Restart(ctx context.Context) error {
 		return fmt.Errorf("cannot restart a server given by TEST_DATABASE_URL")
 	}
 	pgctl, _ := exec.LookPath("pg_ctl")
-	cmd := c.command(pgctl, "-D", c.dataDir, "-m", "fast", "-w", "restart")
-	cmd.Stdout, cmd.Stderr = nil, nil
+	// -l: the restarted server must log to the file, not to pg_ctl's output
+	// pipes, or it would hold them open and CombinedOutput would never return.
+	cmd := c.command(pgctl, "-D", c.dataDir, "-l", filepath.Join(filepath.Dir(c.dataDir), "log"), "-m", "fast", "-w", "-t", "60", "restart")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("pg_ctl restart: %w: %s", err, out)
 	}
