@@ -86,6 +86,7 @@ type row struct {
 
 type report struct {
 	Date       string            `json:"date"`
+	Product    string            `json:"product_version"`
 	Machine    map[string]string `json:"machine"`
 	Parameters map[string]int    `json:"parameters"`
 	Results    []row             `json:"results"`
@@ -307,6 +308,7 @@ func run() error {
 	}
 	rep := report{
 		Date:    time.Now().UTC().Format(time.RFC3339),
+		Product: productVersion(e.bin),
 		Machine: machine(ctx, db),
 		Parameters: map[string]int{"days": e.days, "rows_per_day": e.rows, "rows_big": e.rowsBig,
 			"daily_rows": e.dailyRows, "repeat": e.rp},
@@ -691,6 +693,14 @@ func psql(url, command string) error {
 	return nil
 }
 
+func productVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
 func machine(ctx context.Context, db *sqlx.DB) map[string]string {
 	m := map[string]string{"nproc": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -721,7 +731,7 @@ func machine(ctx context.Context, db *sqlx.DB) map[string]string {
 
 func printTable(w io.Writer, rep report) {
 	fmt.Fprintf(w, "\nmarketplace-etl benchmark, %s; %s, %s CPUs, PostgreSQL %s\n", rep.Date, rep.Machine["cpu"], rep.Machine["nproc"], rep.Machine["postgresql"])
-	fmt.Fprintf(w, "median of %d runs each\n\n", rep.Parameters["repeat"])
+	fmt.Fprintf(w, "product %s; median of %d runs each\n\n", rep.Product, rep.Parameters["repeat"])
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "contender\trows\tseconds\tbest s\trows/s\tvs limit\tvs naive\tpeak RSS MiB\tCPU s\tPG CPU s\tsim CPU s\t")
 	for _, r := range rep.Results {
