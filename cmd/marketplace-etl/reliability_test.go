@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -653,4 +655,44 @@ func TestLoadWithFaults(t *testing.T) {
 	retries := strings.Count(stderr, "transient failure, retrying")
 	t.Logf("load: %d days, %d lines fetched (%d loaded, %d rejected), %d API requests (%d retries after injected faults), %s, %.0f lines/s",
 		days, want.Lines, lines, rejected, e.sim.Requests(), retries, took.Round(time.Millisecond), float64(want.Lines)/took.Seconds())
+}
+
+// TestSQLOnlyThroughParameters: no SQL text of the product is built by
+// formatting strings into it (only integers, %d, are allowed); values go
+// through $n parameters or COPY.
+func TestSQLOnlyThroughParameters(t *testing.T) {
+	sqlFormat := regexp.MustCompile(`(?is)(Sprintf|Fprintf|Errorf)?\(\s*[` + "`" + `"][^` + "`" + `"]*\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|LOCK|SET LOCAL|TRUNCATE|GRANT)\b[^` + "`" + `"]*%[^d%]`)
+	checked := 0
+	err := filepath.WalkDir("../../internal", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		checked++
+		for _, m := range sqlFormat.FindAllIndex(src, -1) {
+			if bytes.HasPrefix(src[m[0]:], []byte("Sprintf")) {
+				line := bytes.Count(src[:m[0]], []byte("\n")) + 1
+				t.Errorf("%s:%d: SQL built with a formatted value: %.120s", path, line, src[m[0]:m[1]])
+			}
+		}
+		return nil
+	})
+	if err != nil || checked < 10 {
+		t.Fatalf("walked %d files: %v", checked, err)
+	}
+}
+
+// TestSimulatorDisabledByDefaultInChart: a default install reads the real
+// API, never the simulator.
+func TestSimulatorDisabledByDefaultInChart(t *testing.T) {
+	values, err := os.ReadFile("../../charts/marketplace/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^mockApi:\n(?:[ \t]*#.*\n)*[ \t]+enabled: false$`).Match(values) {
+		t.Fatal("charts/marketplace/values.yaml: mockApi.enabled is not false by default")
+	}
 }
