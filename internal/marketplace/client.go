@@ -67,6 +67,10 @@ type Observer interface {
 	ObserveRequest(code int, d time.Duration)
 }
 
+// readAheadWindow bounds how much of a body is received ahead of its
+// processing: a normal day (0.3–2.5 MB of JSON) fits whole.
+const readAheadWindow = 4 << 20
+
 // Client fetches one day at a time.
 type Client struct {
 	base     *url.URL
@@ -93,7 +97,8 @@ func NewClient(rawURL string, timeout time.Duration, observer Observer) (*Client
 type Day struct {
 	body    io.ReadCloser
 	elems   *elements
-	stall   *time.Timer
+	ahead   *readAhead
+	stall   *time.Timer // until the body starts arriving
 	cancel  context.CancelFunc
 	date    string
 	started time.Time
@@ -142,7 +147,9 @@ func (c *Client) Open(ctx context.Context, date string) (*Day, error) {
 		}
 		return nil, fmt.Errorf("%s: unexpected HTTP %d: %s", op, resp.StatusCode, oneLine(snippet))
 	}
-	br := bufio.NewReaderSize(&stallReader{r: resp.Body, t: stall, d: c.timeout}, 64<<10)
+	stall.Stop() // from here the read-ahead watches for stalls
+	d.ahead = newReadAhead(resp.Body, readAheadWindow, c.timeout, cancel)
+	br := bufio.NewReaderSize(d.ahead, 64<<10)
 	first, err := firstByte(br)
 	if err != nil {
 		d.Close()
@@ -177,9 +184,17 @@ func (d *Day) Next() ([]byte, error) {
 	return nil, &TransientError{Op: "reading " + d.date + " from the API", Status: 200, Err: fmt.Errorf("body cut off or malformed: %w", err)}
 }
 
+// Received is closed once the whole body has arrived (or failed): the
+// connection is then free for the next request while this day is still
+// being processed.
+func (d *Day) Received() <-chan struct{} { return d.ahead.Received() }
+
 // Close releases the connection.
 func (d *Day) Close() {
 	d.stall.Stop()
+	if d.ahead != nil {
+		d.ahead.Stop()
+	}
 	d.once.Do(d.obs)
 	// Cancel before closing: a body not read to its end may be stalled, and
 	// the connection is not worth keeping then.
@@ -191,21 +206,6 @@ func (c *Client) observe(code int, start time.Time) {
 	if c.observer != nil {
 		c.observer.ObserveRequest(code, time.Since(start))
 	}
-}
-
-// stallReader cancels the request when the body stops flowing for d.
-type stallReader struct {
-	r io.Reader
-	t *time.Timer
-	d time.Duration
-}
-
-func (s *stallReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if n > 0 {
-		s.t.Reset(s.d)
-	}
-	return n, err
 }
 
 func firstByte(br *bufio.Reader) (byte, error) {

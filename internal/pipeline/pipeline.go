@@ -50,6 +50,8 @@ type Pipeline struct {
 	Refresh  Refresher
 	Settings Settings
 	Progress Progress
+
+	pending *prefetched
 }
 
 // Plan is the list of days one pass considers.
@@ -112,6 +114,7 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (Result,
 	}
 	p.Progress.Start(len(todo))
 	defer p.Progress.Done()
+	defer p.dropPrefetch()
 	var fatal error
 	for i, d := range todo {
 		if ctx.Err() != nil {
@@ -119,7 +122,11 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (Result,
 			break
 		}
 		skipDone := !plan.Force && !plan.Always[d]
-		rep := p.loadDay(ctx, runID, d, skipDone)
+		var next time.Time
+		if i+1 < len(todo) {
+			next = todo[i+1]
+		}
+		rep := p.loadDay(ctx, runID, d, next, skipDone)
 		p.Recorder.DayFinished(rep)
 		p.Progress.Day(i+1, rep)
 		switch rep.Outcome {
@@ -141,7 +148,7 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (Result,
 			if errors.As(rep.Err, &rr) {
 				res.RejectFailure = true
 			}
-			if ctx.Err() != nil || store.IsUnavailable(rep.Err) {
+			if ctx.Err() != nil || dbLost(rep.Err) {
 				// The database (or the pod) is going away: the next days
 				// would fail the same way. Stop and let the retry heal it.
 				fatal = rep.Err
@@ -166,13 +173,13 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (Result,
 
 // loadDay loads one day, retrying transient faults with backoff; on a
 // persistent fault the day is marked failed and the pass goes on.
-func (p *Pipeline) loadDay(ctx context.Context, runID int64, day time.Time, skipDone bool) DayReport {
+func (p *Pipeline) loadDay(ctx context.Context, runID int64, day, next time.Time, skipDone bool) DayReport {
 	start := time.Now()
 	rep := DayReport{Date: day}
 	log := p.Log.With("date", day.Format(time.DateOnly))
 	for attempt := 1; ; attempt++ {
 		rep.Attempts = attempt
-		outcome, sum, err := p.loadOnce(ctx, runID, day, skipDone)
+		outcome, sum, err := p.loadOnce(ctx, runID, day, next, skipDone)
 		rep.Outcome, rep.Summary, rep.Err = outcome, sum, err
 		if err == nil {
 			break
@@ -180,6 +187,7 @@ func (p *Pipeline) loadDay(ctx context.Context, runID int64, day time.Time, skip
 		if !retryable(err) || attempt > p.Settings.Retries || ctx.Err() != nil {
 			break
 		}
+		p.dropPrefetch() // the retry's request must not overlap a prefetch
 		wait := p.backoff(attempt, marketplace.RetryAfter(err))
 		log.Warn("transient failure, retrying", "attempt", attempt, "of", p.Settings.Retries+1, "wait", wait.Round(time.Millisecond), "err", err)
 		select {
@@ -191,13 +199,19 @@ func (p *Pipeline) loadDay(ctx context.Context, runID int64, day time.Time, skip
 	if rep.Err != nil {
 		rep.Outcome = store.OutcomeFailed
 		var rr *RejectRatioError
-		if !errors.As(rep.Err, &rr) && ctx.Err() == nil && !store.IsUnavailable(rep.Err) {
+		if !errors.As(rep.Err, &rr) && ctx.Err() == nil && !dbLost(rep.Err) {
 			if err := p.Store.MarkDay(ctx, day, runID, store.StatusFailed, rep.Err.Error()); err != nil {
 				log.Error("could not record the failure", "err", err)
 			}
 		}
 	}
 	return rep
+}
+
+// dbLost tells a database that went away from an API that did: both can be
+// network errors, but only API errors are wrapped as transient.
+func dbLost(err error) bool {
+	return !marketplace.IsTransient(err) && store.IsUnavailable(err)
 }
 
 func retryable(err error) bool {
@@ -218,7 +232,7 @@ func (p *Pipeline) backoff(attempt int, retryAfter time.Duration) time.Duration 
 }
 
 // loadOnce is one attempt: one HTTP response streamed into one transaction.
-func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day time.Time, skipDone bool) (store.Outcome, store.Summary, error) {
+func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Time, skipDone bool) (store.Outcome, store.Summary, error) {
 	var sum store.Summary
 	date := day.Format(time.DateOnly)
 	tx, err := p.Store.BeginDay(ctx, day, runID)
@@ -229,7 +243,7 @@ func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day time.Time, ski
 	if st := tx.Stored(); skipDone && st != nil && st.Done() {
 		return "", sum, nil
 	}
-	resp, err := p.API.Open(ctx, date)
+	resp, err := p.open(ctx, day)
 	if errors.Is(err, marketplace.ErrNoData) {
 		tx.Rollback()
 		if err := p.Store.MarkDay(ctx, day, runID, store.StatusNoData, ""); err != nil {
@@ -241,6 +255,7 @@ func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day time.Time, ski
 		return "", sum, err
 	}
 	defer resp.Close()
+	p.prefetchAfter(ctx, resp, next)
 	if err := tx.Start(ctx); err != nil {
 		return "", sum, err
 	}

@@ -1,0 +1,69 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
+)
+
+// prefetched is the next day's response, requested as soon as the current
+// day's body has been received, while the current day is still validated,
+// copied and committed. Requests never overlap: the API was reported to mix
+// dates up under parallel requests.
+type prefetched struct {
+	date  time.Time
+	abort chan struct{}
+	done  chan struct{}
+	day   *marketplace.Day
+	err   error
+}
+
+// prefetchAfter requests next once cur's body is in.
+func (p *Pipeline) prefetchAfter(ctx context.Context, cur *marketplace.Day, next time.Time) {
+	p.dropPrefetch()
+	if next.IsZero() {
+		return
+	}
+	pf := &prefetched{date: next, abort: make(chan struct{}), done: make(chan struct{})}
+	p.pending = pf
+	go func() {
+		defer close(pf.done)
+		select {
+		case <-cur.Received():
+		case <-pf.abort:
+			return
+		case <-ctx.Done():
+			return
+		}
+		pf.day, pf.err = p.API.Open(ctx, next.Format(time.DateOnly))
+	}()
+}
+
+// open returns day's response: the prefetched one when there is one.
+func (p *Pipeline) open(ctx context.Context, day time.Time) (*marketplace.Day, error) {
+	if pf := p.pending; pf != nil && pf.date.Equal(day) {
+		p.pending = nil
+		<-pf.done
+		if pf.day != nil || pf.err != nil {
+			return pf.day, pf.err
+		}
+	}
+	p.dropPrefetch()
+	return p.API.Open(ctx, day.Format(time.DateOnly))
+}
+
+// dropPrefetch abandons a pending prefetch, waiting for its request so that
+// no two requests are in flight at once.
+func (p *Pipeline) dropPrefetch() {
+	pf := p.pending
+	if pf == nil {
+		return
+	}
+	p.pending = nil
+	close(pf.abort)
+	<-pf.done
+	if pf.day != nil {
+		pf.day.Close()
+	}
+}
