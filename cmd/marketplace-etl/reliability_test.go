@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,9 +274,16 @@ func TestPostgresRestartMidBackfill(t *testing.T) {
 		go func() { done <- cmd.Wait() }()
 		select {
 		case err = <-done:
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			t.Fatalf("round %d: the backfill did not end a minute after the restart\n%s", round, stderr.String())
+		case <-time.After(30 * time.Second):
+			// Hung: ask the Go runtime for its goroutines, then give up.
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			t.Fatalf("round %d: the backfill did not end 30s after the restart\n%s", round, stderr.String())
 		}
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
