@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -190,37 +191,26 @@ func CheckDatabaseURL(raw string) error {
 	return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", Redact(raw))
 }
 
-// Redact hides the password of a URL or libpq connection string.
+// Redact hides the password of a URL or libpq connection string, also in
+// malformed ones (they end up in error messages too): anything between the
+// user's colon and the last '@', and every password=... value.
 func Redact(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	out := raw
+	if at := strings.LastIndex(out, "@"); at >= 0 {
+		start := 0
+		if i := strings.Index(out, "://"); i >= 0 && i < at {
+			start = i + 3
 		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		return u.String()
-	}
-	if strings.Contains(raw, "://") {
-		if i := strings.Index(raw, "@"); i >= 0 {
-			if j := strings.Index(raw, "://"); j >= 0 && j < i {
-				return raw[:j+3] + "xxxxx" + raw[i:]
-			}
+		if c := strings.Index(out[start:at], ":"); c >= 0 {
+			out = out[:start+c+1] + "xxxxx" + out[at:]
 		}
 	}
-	fields := strings.Fields(raw)
-	for i, f := range fields {
-		if strings.HasPrefix(strings.ToLower(f), "password=") {
-			fields[i] = "password=xxxxx"
-		}
-	}
-	if len(fields) > 0 && strings.Contains(raw, "=") {
-		return strings.Join(fields, " ")
-	}
-	return raw
+	return passwordParam.ReplaceAllString(out, "${1}xxxxx")
 }
+
+// passwordParam matches password=value in libpq key=value strings (quoted
+// values included) and in URL query strings.
+var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
 
 // describeEnvError turns the env library's error into one line naming the
 // variable, its value and the expected type.
