@@ -86,6 +86,7 @@ type Recorder struct {
 	requests                                *prometheus.GaugeVec
 	latency                                 prometheus.Histogram
 	dayLoad                                 prometheus.Histogram
+	dbLoad                                  prometheus.Histogram
 	newest                                  prometheus.Gauge
 	marts                                   prometheus.Gauge
 	buildInfo                               *prometheus.GaugeVec
@@ -168,6 +169,8 @@ func New(o Options) (*Recorder, error) {
 			Help: "Duration of the last pass's API requests, body streamed to its end.", Buckets: APILatencyBuckets}),
 		dayLoad: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "marketplace_etl_last_run_day_load_duration_seconds",
 			Help: "Time to fetch, validate and load one business day into PostgreSQL in the last pass, retries included.", Buckets: DayLoadBuckets}),
+		dbLoad: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "marketplace_etl_last_run_db_load_duration_seconds",
+			Help: "Time one business day's load spent in PostgreSQL (COPY, replacing the day, bookkeeping, commit) in the last pass.", Buckets: DayLoadBuckets}),
 		newest: gauge("marketplace_etl_newest_loaded_date_timestamp_seconds", "Unix time of the start (00:00 UTC) of the newest business day fully loaded."),
 		marts:  gauge("marketplace_etl_last_run_marts_refresh_duration_seconds", "Duration of the last pass's refresh of the marts."),
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "marketplace_etl_build_info",
@@ -227,6 +230,9 @@ func (r *Recorder) DayFinished(rep pipeline.DayReport) {
 	}
 	if rep.Outcome != "" { // "" is a day loaded meanwhile by another process: nothing was loaded
 		r.dayLoad.Observe(rep.Duration.Seconds())
+		if rep.Summary.DBTime > 0 {
+			r.dbLoad.Observe(rep.Summary.DBTime.Seconds())
+		}
 	}
 
 	r.mu.Lock()
@@ -282,7 +288,7 @@ func (r *Recorder) Finish(res pipeline.Result, err error, started time.Time) {
 	r.skipped.Set(float64(res.Skipped))
 
 	cs := []prometheus.Collector{r.start, r.end, r.progress, r.duration, r.runSuccess, r.exitCode,
-		r.fetched, r.loaded, r.rejected, r.rejectedBy, r.days, r.skipped, r.requests, r.latency, r.dayLoad, r.buildInfo}
+		r.fetched, r.loaded, r.rejected, r.rejectedBy, r.days, r.skipped, r.requests, r.latency, r.dayLoad, r.dbLoad, r.buildInfo}
 	if ok {
 		// Only a success carries the success timestamp: Add replaces the
 		// names it carries, so a failure keeps the previous success.

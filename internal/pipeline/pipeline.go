@@ -302,6 +302,7 @@ func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Tim
 		reason = refuse.Error()
 	}
 	outcome, err := tx.Finish(ctx, sum, refuse == nil, reason)
+	sum.DBTime = tx.DBTime()
 	if err != nil {
 		return "", sum, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"time"
 )
 
 // copyData is lib/pq's raw COPY entry point on its COPY statement.
@@ -22,13 +23,14 @@ type copyStream struct {
 	stmt  driver.Stmt
 	cd    copyData
 	buf   []byte
+	spent *time.Duration // time spent in the database, accumulated
 }
 
 // copyChunk is how much encoded text is handed to the driver at a time.
 const copyChunk = 256 << 10
 
-func newCopyStream(ctx context.Context, dc any, query string) *copyStream {
-	return &copyStream{ctx: ctx, dc: dc, query: query}
+func newCopyStream(ctx context.Context, dc any, query string, spent *time.Duration) *copyStream {
+	return &copyStream{ctx: ctx, dc: dc, query: query, spent: spent}
 }
 
 func (c *copyStream) open() error {
@@ -70,6 +72,7 @@ func (c *copyStream) send() error {
 	if len(c.buf) == 0 {
 		return nil
 	}
+	defer c.timed(time.Now())
 	if c.stmt == nil {
 		if err := c.open(); err != nil {
 			return err
@@ -90,6 +93,7 @@ func (c *copyStream) close() error {
 	if c.stmt == nil {
 		return nil
 	}
+	defer c.timed(time.Now())
 	st := c.stmt
 	c.stmt, c.cd = nil, nil
 	//lint:ignore SA1019 lib/pq's COPY ends with an Exec without arguments.
@@ -99,6 +103,8 @@ func (c *copyStream) close() error {
 	}
 	return st.Close()
 }
+
+func (c *copyStream) timed(start time.Time) { *c.spent += time.Since(start) }
 
 // abort drops the stream after a failure; the transaction is rolled back.
 func (c *copyStream) abort() {

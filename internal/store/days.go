@@ -72,7 +72,12 @@ type DayTx struct {
 	staged bool      // rows go to temp tables first, compared by checksum
 
 	dayStart time.Time
+	dbTime   time.Duration // spent waiting on the database
 }
+
+// DBTime is how long the day's load waited on PostgreSQL: COPY, replacing
+// the day, bookkeeping, commit. The rest of a load is the API and parsing.
+func (d *DayTx) DBTime() time.Duration { return d.dbTime }
 
 // BeginDay opens the transaction for date, takes the per-date advisory lock
 // (a concurrent loader of the same day waits for this one to finish) and
@@ -120,6 +125,8 @@ func (s *Store) BeginDay(ctx context.Context, date time.Time, runID int64) (*Day
 // dayLockKey namespaces the per-date advisory locks (first key of the pair).
 const dayLockKey = 0x6d6b74 // "mkt"
 
+func (d *DayTx) timed(start time.Time) { d.dbTime += time.Since(start) }
+
 // Stored is the day's state before this transaction (nil if never attempted).
 func (d *DayTx) Stored() *DayState { return d.stored }
 
@@ -127,6 +134,7 @@ func (d *DayTx) Stored() *DayState { return d.stored }
 // in temporary tables so that unchanged content can be discarded untouched;
 // any other day streams straight into the tables after its old rows go.
 func (d *DayTx) Start(ctx context.Context) error {
+	defer d.timed(time.Now())
 	d.staged = d.stored != nil && d.stored.Status == StatusLoaded && d.stored.Checksum.Valid
 	if !d.staged {
 		return d.deleteDay(ctx)
@@ -146,8 +154,8 @@ func (d *DayTx) Start(ctx context.Context) error {
 func (d *DayTx) Stream(ctx context.Context, fill func(w *DayWriter) error) error {
 	return d.conn.Raw(func(dc any) error {
 		w := &DayWriter{d: d, ctx: ctx}
-		w.purchases = newCopyStream(ctx, dc, d.copyQuery(purchaseColumns, "purchases", "stage_purchases"))
-		w.rejects = newCopyStream(ctx, dc, d.copyQuery(rejectColumns, "rejected_purchases", "stage_rejects"))
+		w.purchases = newCopyStream(ctx, dc, d.copyQuery(purchaseColumns, "purchases", "stage_purchases"), &d.dbTime)
+		w.rejects = newCopyStream(ctx, dc, d.copyQuery(rejectColumns, "rejected_purchases", "stage_rejects"), &d.dbTime)
 		err := fill(w)
 		if err == nil {
 			err = w.close()
@@ -268,6 +276,7 @@ type Summary struct {
 	Rejected int
 	ByReason map[purchases.Reason]int
 	Checksum string
+	DBTime   time.Duration // see DayTx.DBTime
 }
 
 // Outcome of a day's commit.
@@ -287,6 +296,7 @@ const (
 // for inspection, the day is marked failed with failReason, and rows already
 // loaded by an earlier good load stay.
 func (d *DayTx) Finish(ctx context.Context, sum Summary, accept bool, failReason string) (Outcome, error) {
+	defer d.timed(time.Now())
 	if accept && d.staged && d.stored.Checksum.String == sum.Checksum {
 		return OutcomeUnchanged, d.Rollback()
 	}
