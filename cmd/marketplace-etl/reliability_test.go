@@ -24,6 +24,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/pgtest"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
@@ -703,4 +706,66 @@ func TestSimulatorDisabledByDefaultInChart(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^mockApi:\n(?:[ \t]*#.*\n)*[ \t]+enabled: false$`).Match(values) {
 		t.Fatal("charts/marketplace/values.yaml: mockApi.enabled is not false by default")
 	}
+}
+
+// TestSigtermPushesMetrics: SIGTERM in the middle of a day: the transaction
+// is rolled back, the run's metrics (exit code 1, success 0) still reach the
+// Pushgateway, and the process ends well within Kubernetes' 30 s grace.
+func TestSigtermPushesMetrics(t *testing.T) {
+	var mu sync.Mutex
+	var pushes []string
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Decode whatever format the client pushes into "name value" lines.
+		var text strings.Builder
+		dec := expfmt.NewDecoder(r.Body, expfmt.ResponseFormat(r.Header))
+		for {
+			var mf dto.MetricFamily
+			if err := dec.Decode(&mf); err != nil {
+				break
+			}
+			for _, m := range mf.GetMetric() {
+				if g := m.GetGauge(); g != nil {
+					fmt.Fprintf(&text, "%s %g\n", mf.GetName(), g.GetValue())
+				}
+			}
+		}
+		mu.Lock()
+		pushes = append(pushes, r.Method+" "+r.URL.Path+"\n"+text.String())
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer gw.Close()
+	e := newEnv(t, marketplace.SimConfig{RowsPerDay: 2000, TruncateRate: 1, StallAfter: time.Minute})
+	cmd := e.command([]string{"ETL_HTTP_TIMEOUT=1m", "PUSHGATEWAY_URL=" + gw.URL}, "run", "--date", "2023-07-02")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(25 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("SIGTERM did not end the pass within 25s\n%s", stderr.String())
+	}
+	took := time.Since(start)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1\n%s", err, stderr.String())
+	}
+	if got := e.scalar(`SELECT count(*) FROM marketplace.purchases`); got != "0" {
+		t.Fatalf("%s lines of the interrupted day were committed", got)
+	}
+	mu.Lock()
+	all := strings.Join(pushes, "\n")
+	mu.Unlock()
+	if !strings.Contains(all, "marketplace_etl_last_run_exit_code 1") || !strings.Contains(all, "marketplace_etl_last_run_success 0") {
+		t.Fatalf("no push of the failed run's metrics after SIGTERM (%d pushes):\n%.2000s", len(pushes), all)
+	}
+	t.Logf("SIGTERM to exit: %s, %d push(es)", took.Round(time.Millisecond), len(pushes))
 }
