@@ -71,8 +71,8 @@ func Load() (*Config, error) { return LoadFrom(envMap(os.Environ())) }
 // LoadFrom reads the given environment, for tests.
 func LoadFrom(environ map[string]string) (*Config, error) {
 	var c Config
-	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
-		return nil, describeEnvError(err, environ)
+	if err := ParseEnv(&c, environ); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -212,16 +212,21 @@ func Redact(raw string) string {
 // values included) and in URL query strings.
 var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
 
-// describeEnvError turns the env library's error into one line naming the
-// variable, its value and the expected type.
-func describeEnvError(err error, environ map[string]string) error {
+// ParseEnv fills the env-tagged struct *v from environ. A value that does
+// not parse gives a configuration Error of one line naming the variable,
+// its value (never a password) and what was expected.
+func ParseEnv(v any, environ map[string]string) error {
+	err := env.ParseWithOptions(v, env.Options{Environment: environ})
+	if err == nil {
+		return nil
+	}
 	var agg env.AggregateError
 	if errors.As(err, &agg) && len(agg.Errors) > 0 {
 		err = agg.Errors[0]
 	}
 	var pe env.ParseError
 	if errors.As(err, &pe) {
-		key := envKey(pe.Name)
+		key := envKey(reflect.TypeOf(v).Elem(), pe.Name)
 		val := environ[key]
 		if key == "DATABASE_URL" || strings.Contains(key, "PASSWORD") {
 			val = "xxxxx"
@@ -231,8 +236,8 @@ func describeEnvError(err error, environ map[string]string) error {
 	return Errorf("reading configuration from the environment: %v", err)
 }
 
-func envKey(field string) string {
-	if f, ok := reflect.TypeOf(Config{}).FieldByName(field); ok {
+func envKey(t reflect.Type, field string) string {
+	if f, ok := t.FieldByName(field); ok {
 		return strings.Split(f.Tag.Get("env"), ",")[0]
 	}
 	return field

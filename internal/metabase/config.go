@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"net/mail"
 	"net/url"
-	"reflect"
 	"strings"
 	"time"
 
-	"github.com/caarlos0/env/v10"
+	"github.com/marketplace-etl/marketplace-etl/internal/config"
 )
 
 // Config is everything metabase-setup needs, by environment variable.
@@ -59,8 +58,8 @@ func IsUsageError(err error) bool {
 // LoadConfig reads and checks the given environment (os.Environ as a map).
 func LoadConfig(environ map[string]string) (*Config, error) {
 	var c Config
-	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
-		return nil, describeEnvError(err, environ)
+	if err := config.ParseEnv(&c, environ); err != nil {
+		return nil, &UsageError{msg: err.Error()}
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -111,42 +110,5 @@ func validEmail(s string) bool {
 	return err == nil && a.Address == s && strings.Contains(s, "@")
 }
 
-func redactURL(raw string) string {
-	if i := strings.Index(raw, "@"); i >= 0 {
-		if j := strings.Index(raw, "://"); j >= 0 && j < i {
-			return raw[:j+3] + "xxxxx" + raw[i:]
-		}
-	}
-	return raw
-}
+func redactURL(raw string) string { return config.Redact(raw) }
 
-// describeEnvError turns the env library's error into one line naming the
-// variable and what was expected, never echoing a password.
-func describeEnvError(err error, environ map[string]string) error {
-	var agg env.AggregateError
-	if errors.As(err, &agg) && len(agg.Errors) > 0 {
-		err = agg.Errors[0]
-	}
-	var pe env.ParseError
-	if errors.As(err, &pe) {
-		key := pe.Name
-		if f, ok := reflect.TypeOf(Config{}).FieldByName(pe.Name); ok {
-			key = strings.Split(f.Tag.Get("env"), ",")[0]
-		}
-		val := environ[key]
-		if strings.Contains(key, "PASSWORD") {
-			val = "xxxxx"
-		}
-		expected := "a value of type " + pe.Type.String()
-		switch {
-		case pe.Type == reflect.TypeOf(time.Duration(0)):
-			expected = "a duration such as 30s, 5m or 1h"
-		case pe.Type.Kind() == reflect.Int:
-			expected = "a whole number"
-		case pe.Type.Kind() == reflect.Bool:
-			expected = "true or false"
-		}
-		return usageErrorf("%s=%q: expected %s", key, val, expected)
-	}
-	return usageErrorf("reading the Metabase configuration from the environment: %v", err)
-}
