@@ -111,4 +111,3 @@ func validEmail(s string) bool {
 }
 
 func redactURL(raw string) string { return config.Redact(raw) }
-
