@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -102,10 +103,6 @@ func (s *Store) BeginDay(ctx context.Context, date time.Time, runID int64) (*Day
 		d.Rollback()
 		return nil, fmt.Errorf("%s for %s: %w", what, d.date, err)
 	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d",
-		s.opt.StatementTimeout.Milliseconds(), s.opt.LockTimeout.Milliseconds())); err != nil {
-		return fail("setting timeouts", err)
-	}
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, dayLockKey, date.Unix()/86400); err != nil {
 		return fail("waiting for the day's lock", err)
 	}
@@ -163,6 +160,12 @@ func (d *DayTx) Stream(ctx context.Context, fill func(w *DayWriter) error) error
 		if err != nil {
 			w.purchases.abort()
 			w.rejects.abort()
+		}
+		if errors.Is(err, driver.ErrBadConn) {
+			// Returning ErrBadConn from Raw makes database/sql close the
+			// Conn, which waits for the day's open Tx on it: a deadlock.
+			// The connection is lost either way; say so without the sentinel.
+			err = &UnavailableError{Err: fmt.Errorf("copying %s: the database connection was lost: %s", d.date, err.Error())}
 		}
 		return err
 	})

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +42,7 @@ type Options struct {
 // Open connects to dsn (a URL, key=value pairs, or "" for the libpq PG*
 // environment variables) and checks the connection.
 func Open(ctx context.Context, dsn string, opt Options, log *slog.Logger) (*Store, error) {
-	db, err := sqlx.Open("postgres", dsn)
+	db, err := sqlx.Open("postgres", withTimeouts(dsn, opt))
 	if err != nil {
 		return nil, fmt.Errorf("opening the database: %w", describe(err))
 	}
@@ -53,6 +55,45 @@ func Open(ctx context.Context, dsn string, opt Options, log *slog.Logger) (*Stor
 		return nil, &UnavailableError{Err: fmt.Errorf("connecting to the database: %w", describe(err))}
 	}
 	return &Store{db: db, log: log, opt: opt}, nil
+}
+
+// withTimeouts makes every session of the pool start with the statement
+// and lock timeouts, so no query of a pass (bookkeeping and migrations
+// included) can hang a CronJob on a stuck database. lib/pq sends keys it
+// does not know to the server as run-time parameters.
+func withTimeouts(dsn string, opt Options) string {
+	params := map[string]string{}
+	if opt.StatementTimeout > 0 {
+		params["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
+	}
+	if opt.LockTimeout > 0 {
+		params["lock_timeout"] = strconv.FormatInt(opt.LockTimeout.Milliseconds(), 10)
+	}
+	if len(params) == 0 {
+		return dsn
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return dsn // Open reports the malformed URL
+		}
+		q := u.Query()
+		for k, v := range params {
+			if !q.Has(k) {
+				q.Set(k, v)
+			}
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	// key=value pairs, or "" for the PG* environment variables.
+	out := dsn
+	for _, k := range []string{"statement_timeout", "lock_timeout"} {
+		if v, ok := params[k]; ok && !strings.Contains(dsn, k+"=") {
+			out += " " + k + "=" + v
+		}
+	}
+	return strings.TrimSpace(out)
 }
 
 // DB exposes the pool to packages that run their own SQL (marts, checks).
