@@ -324,13 +324,8 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			}
 			v, i = scanned{kind: kOther}, end
 		}
-		if !esc {
-			for f := range fieldNames {
-				if string(key) == fieldNames[f] {
-					vals[f] = v
-					break
-				}
-			}
+		if f := fieldIndex(key); f >= 0 && !esc {
+			vals[f] = v
 		}
 		i = skipWS(b, i)
 		if i >= len(b) {
@@ -345,6 +340,32 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			return false
 		}
 	}
+}
+
+// fieldIndex maps a key to its field; a switch on the string compiles to
+// a search by length and content, cheaper than comparing with every name.
+func fieldIndex(key []byte) int {
+	switch string(key) {
+	case "client_id":
+		return fClientID
+	case "gender":
+		return fGender
+	case "purchase_datetime":
+		return fDate
+	case "purchase_time_as_seconds_from_midnight":
+		return fSeconds
+	case "product_id":
+		return fProductID
+	case "quantity":
+		return fQuantity
+	case "price_per_item":
+		return fPrice
+	case "discount_per_item":
+		return fDiscount
+	case "total_price":
+		return fTotal
+	}
+	return -1
 }
 
 func isNumberByte(c byte) bool {

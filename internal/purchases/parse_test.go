@@ -138,3 +138,24 @@ func TestCentsString(t *testing.T) {
 		}
 	}
 }
+
+func TestFieldIndexKnowsEveryName(t *testing.T) {
+	for i, name := range fieldNames {
+		if got := fieldIndex([]byte(name)); got != i {
+			t.Errorf("fieldIndex(%q) = %d, want %d", name, got, i)
+		}
+	}
+	if fieldIndex([]byte("client")) != -1 {
+		t.Error("unknown key matched")
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	elem := []byte(`{"client_id": 713202, "gender": "F", "purchase_datetime": "2023-01-05", "purchase_time_as_seconds_from_midnight": 55128, "product_id": 31337, "quantity": 7, "price_per_item": 2499.0, "discount_per_item": 250.0, "total_price": 15743.0}`)
+	b.SetBytes(int64(len(elem)))
+	for i := 0; i < b.N; i++ {
+		if _, rej := Parse(elem, day); rej != nil {
+			b.Fatal(rej)
+		}
+	}
+}
