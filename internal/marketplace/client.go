@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -158,8 +159,7 @@ func (c *Client) Open(ctx context.Context, date string) (*Day, error) {
 	if first != '[' {
 		head, _ := io.ReadAll(io.LimitReader(br, 64<<10))
 		d.Close()
-		text := strings.Trim(strings.TrimSpace(string(head)), `"`)
-		if strings.Contains(text, NoDataSentence) {
+		if isNoDataSentence(head) {
 			return nil, ErrNoData
 		}
 		return nil, &TransientError{Op: op, Status: 200, Err: fmt.Errorf("body is not a JSON array: %s", oneLine(head))}
@@ -225,6 +225,18 @@ func firstByte(br *bufio.Reader) (byte, error) {
 		}
 		return b, br.UnreadByte()
 	}
+}
+
+// isNoDataSentence recognises the API's answer for dates before its first
+// day: the sentence as plain text, or as a JSON string (possibly with
+// \uXXXX escapes, as Python's json.dumps writes it).
+func isNoDataSentence(body []byte) bool {
+	text := strings.TrimSpace(string(body))
+	var s string
+	if strings.HasPrefix(text, `"`) && json.Unmarshal([]byte(text), &s) == nil {
+		text = s
+	}
+	return strings.Contains(text, NoDataSentence)
 }
 
 func parseRetryAfter(v string) time.Duration {

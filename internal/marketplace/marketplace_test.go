@@ -164,3 +164,24 @@ func TestClientStallTimeout(t *testing.T) {
 		t.Fatal("stalled body was not cut off by the timeout")
 	}
 }
+
+func TestNoDataSentenceInEveryForm(t *testing.T) {
+	for _, body := range []string{
+		NoDataSentence,
+		"\n" + NoDataSentence + "\n",
+		`"` + NoDataSentence + `"`,
+		`"\u0418\u043d\u0444\u043e\u0440\u043c\u0430\u0446\u0438\u044f \u0437\u0430 \u0431\u043e\u043b\u0435\u0435 \u0440\u0430\u043d\u043d\u0438\u0435 \u043f\u0435\u0440\u0438\u043e\u0434\u044b \u043e\u0442\u0441\u0443\u0442\u0441\u0442\u0432\u0443\u0435\u0442"`,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, body)
+		}))
+		c, _ := NewClient(srv.URL, time.Second, nil)
+		if _, err := fetchAll(t, c, "2021-05-05"); !errors.Is(err, ErrNoData) {
+			t.Errorf("body %q: got %v, want ErrNoData", body, err)
+		}
+		srv.Close()
+	}
+	if isNoDataSentence([]byte("<html>error</html>")) {
+		t.Error("an error page taken for the no-data sentence")
+	}
+}
