@@ -27,14 +27,19 @@ func (f *passFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply pending migrations first (overrides ETL_AUTO_MIGRATE)")
 }
 
-func (f *passFlags) apply(cfg *config.Config) error {
+// load reads the environment and applies the flags over it.
+func (f *passFlags) load() (*config.Config, error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return nil, err
+	}
 	if f.apiURL != "" {
 		cfg.APIURL = f.apiURL
 	}
 	if f.noMigrate {
 		cfg.AutoMigrate = false
 	}
-	return cfg.Validate()
+	return cfg, cfg.Validate()
 }
 
 func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
@@ -45,11 +50,8 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load()
+	cfg, err := pf.load()
 	if err != nil {
-		return err
-	}
-	if err := pf.apply(cfg); err != nil {
 		return err
 	}
 	now := time.Now()
@@ -92,11 +94,8 @@ func backfillCommand(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return usagef("--from: %v", err)
 	}
-	cfg, err := config.Load()
+	cfg, err := pf.load()
 	if err != nil {
-		return err
-	}
-	if err := pf.apply(cfg); err != nil {
 		return err
 	}
 	now := time.Now()
