@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -407,5 +408,28 @@ func TestMigrateAndCheck(t *testing.T) {
 	code, stderr := e.run([]string{"MARKETPLACE_API_URL=http://127.0.0.1:1/data", "ETL_HTTP_TIMEOUT=2s"}, "check")
 	if code == 0 || !strings.Contains(stderr, "API") {
 		t.Fatalf("check with a dead API: exit %d %s", code, stderr)
+	}
+}
+
+// TestNoDataAnswerNeverDeletesALoadedDay: if the API ever answers its
+// no-data sentence for a day already loaded, the lines stay.
+func TestNoDataAnswerNeverDeletesALoadedDay(t *testing.T) {
+	e := newEnv(t, marketplace.SimConfig{RowsPerDay: 100})
+	e.mustRun("run", "--date", "2022-03-01")
+	lines := e.scalar(`SELECT count(*) FROM marketplace.purchases`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(marketplace.NoDataSentence))
+	}))
+	defer srv.Close()
+	e.api = srv.URL + "/data"
+	stderr := e.mustRun("run", "--date", "2022-03-01")
+	if !strings.Contains(stderr, "loaded lines are kept") {
+		t.Fatalf("no warning:\n%s", stderr)
+	}
+	if got := e.scalar(`SELECT status || ' ' || rows_loaded FROM marketplace.day_loads`); got != "loaded "+lines {
+		t.Fatalf("day state %q, want loaded with %s lines", got, lines)
+	}
+	if got := e.scalar(`SELECT count(*) FROM marketplace.purchases`); got != lines {
+		t.Fatalf("%s lines left of %s", got, lines)
 	}
 }

@@ -200,7 +200,7 @@ func (p *Pipeline) loadDay(ctx context.Context, runID int64, day, next time.Time
 		rep.Outcome = store.OutcomeFailed
 		var rr *RejectRatioError
 		if !errors.As(rep.Err, &rr) && ctx.Err() == nil && !dbLost(rep.Err) {
-			if err := p.Store.MarkDay(ctx, day, runID, store.StatusFailed, rep.Err.Error()); err != nil {
+			if _, err := p.Store.MarkDay(ctx, day, runID, store.StatusFailed, rep.Err.Error()); err != nil {
 				log.Error("could not record the failure", "err", err)
 			}
 		}
@@ -218,7 +218,8 @@ func retryable(err error) bool {
 	return marketplace.IsTransient(err) || store.IsUnavailable(err) || errors.Is(err, errEmptyDay)
 }
 
-// backoff is exponential with full jitter, at least what the server asked.
+// backoff is exponential with jitter (between half and all of the step),
+// and at least what the server asked for, up to the maximum.
 func (p *Pipeline) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	d := p.Settings.Backoff << (attempt - 1)
 	if d > p.Settings.MaxBackoff || d <= 0 {
@@ -246,8 +247,13 @@ func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Tim
 	resp, err := p.open(ctx, day)
 	if errors.Is(err, marketplace.ErrNoData) {
 		tx.Rollback()
-		if err := p.Store.MarkDay(ctx, day, runID, store.StatusNoData, ""); err != nil {
+		status, err := p.Store.MarkDay(ctx, day, runID, store.StatusNoData, "")
+		if err != nil {
 			return "", sum, err
+		}
+		if status == store.StatusLoaded {
+			p.Log.Warn("the API has no data for a day that has lines; the loaded lines are kept", "date", date)
+			return store.OutcomeUnchanged, sum, nil
 		}
 		return store.OutcomeNoData, sum, nil
 	}

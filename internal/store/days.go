@@ -414,36 +414,45 @@ func (d *DayTx) Rollback() error {
 }
 
 // MarkDay records a day outside a load: no_data, or a failure that left no
-// rows. A failure never downgrades a day that is already loaded; it only
-// notes the error there.
-func (s *Store) MarkDay(ctx context.Context, date time.Time, runID int64, status, lastErr string) error {
+// rows. Neither ever downgrades a day that is already loaded: a failure
+// only notes its error there, and so does a no-data answer for a day that
+// had data (an API glitch must not delete lines). It reports the status
+// the day has afterwards.
+func (s *Store) MarkDay(ctx context.Context, date time.Time, runID int64, status, lastErr string) (string, error) {
 	d, err := s.BeginDay(ctx, date, runID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer d.Rollback()
+	if d.stored != nil && d.stored.Status == StatusLoaded && status != StatusLoaded {
+		if status == StatusNoData {
+			lastErr = "the API answered with its no-data sentence for a day that has lines; the loaded lines are kept"
+		}
+		status = StatusLoaded
+	}
 	_, err = d.tx.ExecContext(ctx, `
 		INSERT INTO marketplace.day_loads AS d (purchase_date, status, attempts, last_error, run_id, updated_at)
 		VALUES ($1, $2, 1, NULLIF($3, ''), $4, now())
 		ON CONFLICT (purchase_date) DO UPDATE SET
-			status = CASE WHEN d.status = 'loaded' AND EXCLUDED.status = 'failed' THEN d.status ELSE EXCLUDED.status END,
+			status = EXCLUDED.status,
 			rows_fetched = CASE WHEN EXCLUDED.status = 'no_data' THEN 0 ELSE d.rows_fetched END,
 			rows_loaded = CASE WHEN EXCLUDED.status = 'no_data' THEN 0 ELSE d.rows_loaded END,
 			attempts = d.attempts + 1, last_error = EXCLUDED.last_error, run_id = EXCLUDED.run_id, updated_at = now()`,
 		d.date, status, lastErr, runID)
 	if err != nil {
-		return fmt.Errorf("recording %s as %s: %w", d.date, status, err)
+		return "", fmt.Errorf("recording %s as %s: %w", d.date, status, err)
 	}
 	if status == StatusNoData {
-		// A day the API has no data for has no lines, whatever was there.
+		// A day the API has no data for has no lines (a failed day may have
+		// kept the rejects of a refused load).
 		if err := d.deleteDay(ctx); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := d.tx.Commit(); err != nil {
-		return &UnavailableError{Err: fmt.Errorf("committing %s: %w", d.date, err)}
+		return "", &UnavailableError{Err: fmt.Errorf("committing %s: %w", d.date, err)}
 	}
-	return d.Rollback()
+	return status, d.Rollback()
 }
 
 func reasonCounts(m map[purchases.Reason]int) map[string]int {
