@@ -34,9 +34,10 @@ psql "$DATABASE_URL" -X -q -P footer=off <<'SQL'
 SELECT status, count(*) AS days, sum(rows_loaded) AS lines_loaded, sum(rows_rejected) AS lines_rejected
   FROM marketplace.day_loads GROUP BY status ORDER BY status;
 SELECT reason, count(*) AS lines FROM marketplace.rejected_purchases GROUP BY reason ORDER BY lines DESC;
-SELECT purchase_date AS day, count(*) AS lines, sum(quantity) AS units, sum(total_price) AS revenue,
-       count(DISTINCT client_id) AS clients
-  FROM marketplace.purchases GROUP BY purchase_date ORDER BY purchase_date DESC LIMIT 7;
+SELECT day, lines, units, revenue, round(discount_share, 3) AS discount_share, clients, round(avg_line_value, 2) AS avg_line_value
+  FROM marts.daily_sales ORDER BY day DESC LIMIT 7;
+SELECT segment, count(*) AS clients, sum(monetary) AS revenue
+  FROM marts.client_rfm GROUP BY segment ORDER BY revenue DESC;
 SELECT id, mode, range_from, range_to, status, days_loaded, days_unchanged, rows_loaded, finished_at - started_at AS took
   FROM marketplace.etl_runs ORDER BY id;
 SQL
