@@ -153,6 +153,21 @@ func (e *env) checkAgainstSimulator(from, to string) {
 	}
 }
 
+// waitForRequest waits until the simulator has been asked for a day (the
+// pass is then past its start-up, in the middle of a load), so signal tests
+// do not depend on how fast the machine is.
+func (e *env) waitForRequest(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for e.sim.Requests() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pass never asked the API for a day")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+}
+
 func (e *env) e2eFail(date, format string, args ...any) {
 	e.t.Helper()
 	e.t.Fatalf("%s: %s", date, fmt.Sprintf(format, args...))
@@ -372,7 +387,7 @@ func TestSigtermRollsBackAndExits(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond) // in the middle of the stalled body
+	e.waitForRequest(t) // in the middle of the stalled body
 	start := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
