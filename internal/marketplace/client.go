@@ -96,15 +96,14 @@ func NewClient(rawURL string, timeout time.Duration, observer Observer) (*Client
 
 // Day is the response for one date, read element by element.
 type Day struct {
-	body    io.ReadCloser
-	elems   *elements
-	ahead   *readAhead
-	stall   *time.Timer // until the body starts arriving
-	cancel  context.CancelFunc
-	date    string
-	started time.Time
-	once    sync.Once
-	obs     func()
+	body   io.ReadCloser
+	elems  *elements
+	ahead  *readAhead
+	stall  *time.Timer // until the body starts arriving
+	cancel context.CancelFunc
+	date   string
+	once   sync.Once
+	obs    func()
 }
 
 // Open requests date (YYYY-MM-DD) and checks the start of the body. It returns
@@ -136,7 +135,7 @@ func (c *Client) Open(ctx context.Context, date string) (*Day, error) {
 		return nil, &TransientError{Op: op, Err: err}
 	}
 	stall := time.AfterFunc(c.timeout, cancel)
-	d := &Day{body: resp.Body, stall: stall, cancel: cancel, date: date, started: start}
+	d := &Day{body: resp.Body, stall: stall, cancel: cancel, date: date}
 	d.obs = func() { c.observe(resp.StatusCode, start) }
 	if resp.StatusCode != http.StatusOK {
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
