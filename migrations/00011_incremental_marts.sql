@@ -254,6 +254,7 @@ COMMENT ON COLUMN marts.rfm_thresholds.m_3 IS 'Monetary score is 3 above this re
 
 COMMENT ON TABLE marts.refresh_state IS 'Outcome of the latest marts update (mart = ''all''): how fresh the marts are. Days still waiting are in marketplace.marts_queue.';
 COMMENT ON COLUMN marts.refresh_state.mart IS '''all'' for a whole marts update (marts.Update or marts rebuild).';
+COMMENT ON COLUMN marts.refresh_state.status IS 'succeeded or failed (an update is one transaction, so running is not written any more).';
 COMMENT ON COLUMN marts.refresh_state.started_at IS 'Database time the update started; the marts reflect every load committed before it.';
 COMMENT ON COLUMN marts.refresh_state.duration_ms IS 'How long the update took, in milliseconds.';
 COMMENT ON COLUMN marts.refresh_state.error IS 'Error of a failed update; null otherwise.';

@@ -1,20 +1,20 @@
 package marts
 
 import (
-	"strings"
+	"context"
+	"os"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
-// BenchmarkRefresh refreshes the marts over two million generated lines (a
-// year: 365 days of ~5,480 lines, up to a million clients, 50,000 products).
-// The first, populating refresh is logged; the timed loop measures the
-// steady-state refresh that runs after every load (CONCURRENTLY).
-//
-//	go test -run '^$' -bench BenchmarkRefresh -benchtime 1x ./internal/marts/
-func BenchmarkRefresh(b *testing.B) {
-	db := newDB(b)
-	t0 := time.Now()
+// genLines inserts n generated lines of 5,480 a day from 2023-01-01 (random
+// clients among a million, 50,000 products, like the simulator) with their
+// day_loads rows, which queues every day.
+func genLines(b *testing.B, db *sqlx.DB, from string, n int) {
+	b.Helper()
 	db.MustExec(`SELECT setseed(0.42)`)
 	db.MustExec(`
 		INSERT INTO marketplace.purchases (purchase_date, line_no, client_id, gender, product_id, quantity,
@@ -23,30 +23,62 @@ func BenchmarkRefresh(b *testing.B) {
 			price, discount, quantity * (price - discount), secs,
 			(day + secs * interval '1 second') AT TIME ZONE 'Europe/Moscow', 1
 		FROM (
-			SELECT date '2023-01-01' + (n / 5480)::integer AS day, (n % 5480)::integer + 1 AS line_no,
+			SELECT $1::date + (n / 5480)::integer AS day, (n % 5480)::integer + 1 AS line_no,
 				(random() * 999999)::integer AS client_id, (random() * 49999)::integer AS product_id,
 				1 + (random() * 98)::integer AS quantity, price, floor(price * random() * 0.3) AS discount,
 				(random() * 86399)::integer AS secs
 			FROM (SELECT n, (1 + floor(random() * 5000))::numeric AS price
-			      FROM generate_series(0, 2000199) AS n) g
-		) x`)
+			      FROM generate_series(0, $2::integer - 1) AS n) g
+		) x`, from, n)
 	db.MustExec(`
 		INSERT INTO marketplace.day_loads (purchase_date, status, rows_fetched, rows_loaded, attempts, checksum, loaded_at)
-		SELECT purchase_date, 'loaded', count(*), count(*), 1, 'x', now() FROM marketplace.purchases GROUP BY 1;
-		ANALYZE marketplace.purchases; ANALYZE marketplace.day_loads`)
-	var lines int
-	if err := db.Get(&lines, `SELECT count(*) FROM marketplace.purchases`); err != nil {
+		SELECT purchase_date, 'loaded', count(*), count(*), 1, 'x', now() FROM marketplace.purchases
+		WHERE purchase_date >= $1::date GROUP BY 1
+		ON CONFLICT (purchase_date) DO UPDATE SET attempts = day_loads.attempts + 1`, from)
+	db.MustExec(`ANALYZE marketplace.purchases; ANALYZE marketplace.day_loads`)
+}
+
+// BenchmarkUpdate measures the marts work of a backfill (the first Update
+// drains every day of the history) and of a daily pass (one new day of
+// 5,480 lines). MARTS_BENCH_LINES sets the history (default 2,000,200
+// lines, a year).
+//
+//	go test -run '^$' -bench BenchmarkUpdate -benchtime 5x -timeout 1h ./internal/marts/
+func BenchmarkUpdate(b *testing.B) {
+	n := 2000200
+	if s := os.Getenv("MARTS_BENCH_LINES"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("MARTS_BENCH_LINES=%q: expected a number of lines", s)
+		}
+	}
+	db := newDB(b)
+	ctx := context.Background()
+	u := &Updater{DB: db, Log: quiet()}
+	t0 := time.Now()
+	genLines(b, db, "2023-01-01", n)
+	b.Logf("generated %d lines in %v", n, time.Since(t0).Round(time.Millisecond))
+	res, err := u.Update(ctx)
+	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("generated %d lines in %v", lines, time.Since(t0).Round(time.Millisecond))
+	b.Logf("first update (every day, as after a backfill): %d days in %v", res.Days, res.Duration.Round(time.Millisecond))
+	db.MustExec(`VACUUM ANALYZE`)
 
-	first := refresh(b, db)
-	b.Logf("first (populating) refresh: %v", first.Round(time.Millisecond))
-
+	day := time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, (n+5479)/5480)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		refresh(b, db)
+		b.StopTimer()
+		genLines(b, db, day.Format(time.DateOnly), 5480)
+		day = day.AddDate(0, 0, 1)
+		b.StartTimer()
+		res, err := u.Update(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Days != 1 {
+			b.Fatalf("updated %d days, want 1", res.Days)
+		}
+		b.Logf("daily update %s: %v", day.AddDate(0, 0, -1).Format(time.DateOnly), res.Duration.Round(time.Millisecond))
 	}
-	b.StopTimer()
-	b.Logf("last refresh, ms: %s", strings.Join(rows(b, db, `SELECT mart || '=' || duration_ms FROM marts.refresh_state ORDER BY started_at`), " "))
 }

@@ -59,8 +59,8 @@ var Helpers = []string{
 	"marts.rfm_thresholds",
 }
 
-// tables are the tables Update writes; Rebuild empties them first.
-var tables = []string{
+// Tables are the tables Update writes; Rebuild empties them first.
+var Tables = []string{
 	"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.client_day",
 	"marts.client_stats", "marts.client_events", "marts.cohort_activity", "marts.product_month",
 	"marts.monthly_products", "marts.abc_xyz_period", "marts.product_period", "marts.rfm_thresholds",
@@ -231,7 +231,7 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 // clear empties every mart table. DELETE, not TRUNCATE: TRUNCATE needs an
 // ACCESS EXCLUSIVE lock that any reader's long SELECT would hold up.
 func clear(ctx context.Context, tx *sql.Tx) error {
-	for _, t := range tables {
+	for _, t := range Tables {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
 			return fmt.Errorf("emptying %s: %w", t, err)
 		}
