@@ -147,17 +147,28 @@ CREATE TABLE marts.client_stats (
     first_purchase_date date    NOT NULL,
     last_purchase_date  date    NOT NULL,
     frequency           bigint  NOT NULL,
-    monetary            numeric NOT NULL
+    monetary            numeric NOT NULL,
+    m_bucket            integer NOT NULL
 );
-CREATE INDEX client_stats_last_idx ON marts.client_stats (last_purchase_date);
-CREATE INDEX client_stats_frequency_idx ON marts.client_stats (frequency);
-CREATE INDEX client_stats_monetary_idx ON marts.client_stats (monetary);
+CREATE INDEX client_stats_monetary_idx ON marts.client_stats (m_bucket, monetary);
 COMMENT ON TABLE marts.client_stats IS 'Internal helper, grain: client. First and last purchase day, purchase days and revenue over all loaded data; recomputed for the clients of the days a pass changed. Base of client_rfm and client_first_purchase.';
 COMMENT ON COLUMN marts.client_stats.client_id IS 'Client id.';
 COMMENT ON COLUMN marts.client_stats.first_purchase_date IS 'Day of the client''s first purchase.';
 COMMENT ON COLUMN marts.client_stats.last_purchase_date IS 'Day of the client''s latest purchase.';
 COMMENT ON COLUMN marts.client_stats.frequency IS 'Distinct days with a purchase.';
 COMMENT ON COLUMN marts.client_stats.monetary IS 'Revenue of the client over all loaded data.';
+COMMENT ON COLUMN marts.client_stats.m_bucket IS 'floor(400 * ln(1 + monetary)): the bucket of marts.rfm_histogram the client''s monetary value falls in.';
+
+CREATE TABLE marts.rfm_histogram (
+    measure char(1) NOT NULL CHECK (measure IN ('r', 'f', 'm')),
+    bucket  integer NOT NULL,
+    clients bigint  NOT NULL,
+    PRIMARY KEY (measure, bucket)
+);
+COMMENT ON TABLE marts.rfm_histogram IS 'Internal helper: clients per value of the RFM measures, corrected by delta for the clients of changed days, from which the tercile boundaries are found without ranking every client. r: last purchase day (days since 2000-01-01); f: frequency; m: m_bucket.';
+COMMENT ON COLUMN marts.rfm_histogram.measure IS 'r (recency), f (frequency) or m (monetary).';
+COMMENT ON COLUMN marts.rfm_histogram.bucket IS 'r: last_purchase_date - 2000-01-01; f: frequency; m: floor(400 * ln(1 + monetary)).';
+COMMENT ON COLUMN marts.rfm_histogram.clients IS 'Clients with that value (bucket).';
 
 CREATE TABLE marts.client_events (
     day         date   PRIMARY KEY,

@@ -57,6 +57,7 @@ var Helpers = []string{
 	"marts.abc_xyz_period",
 	"marts.client_rfm_scores",
 	"marts.rfm_thresholds",
+	"marts.rfm_histogram",
 }
 
 // Tables are the tables Update writes; Rebuild empties them first.
@@ -64,6 +65,7 @@ var Tables = []string{
 	"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.client_day",
 	"marts.client_stats", "marts.client_events", "marts.cohort_activity", "marts.product_month",
 	"marts.monthly_products", "marts.abc_xyz_period", "marts.product_period", "marts.rfm_thresholds",
+	"marts.rfm_histogram",
 }
 
 // DefaultLockTimeout bounds the wait for another process's marts update
@@ -195,8 +197,12 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 	if len(days) == 0 && !rebuild {
 		return 0, tx.Commit()
 	}
+	var fresh bool
+	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_day)`).Scan(&fresh); err != nil {
+		return 0, fmt.Errorf("reading the state of the marts: %w", err)
+	}
 	arg := pq.Array(days)
-	for _, s := range steps {
+	for _, s := range steps(fresh) {
 		t0 := time.Now()
 		for _, q := range s.sql {
 			var args []any
@@ -290,19 +296,19 @@ type step struct {
 	sql  []string
 }
 
-// clientEvents adds (sign 1) or subtracts (sign -1) the contribution of the
-// touched clients' client_day rows to client_events. Rolling distinct
-// counts without a self-join: a client is in the N-day window of day x when
-// it bought on some d in [x-N+1, x], i.e. x lies in [d, d+N). Each purchase
+// clientEvents adds (sign 1) or subtracts (sign -1) the contribution of
+// the client_day rows of scope to client_events. Rolling distinct counts
+// without a self-join: a client is in the N-day window of day x when it
+// bought on some d in [x-N+1, x], i.e. x lies in [d, d+N). Each purchase
 // day adds the part of that interval not already covered by the client's
 // previous purchase day p: [max(d, p+N), d+N). The intervals of one client
 // are then disjoint, so a running sum of +1/-1 events counts distinct
 // clients exactly, and a client's events depend on its own days only.
-func clientEvents(sign string) string {
+func clientEvents(sign, scope string) string {
 	return `INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
 		SELECT e.day, ` + sign + ` * sum(e.d7), ` + sign + ` * sum(e.d30), ` + sign + ` * sum(e.n)
 		FROM (SELECT cd.day, lag(cd.day) OVER (PARTITION BY cd.client_id ORDER BY cd.day) AS prev
-		      FROM marts.client_day cd JOIN marts_touched USING (client_id)) c
+		      FROM ` + scope + `) c
 		CROSS JOIN LATERAL (VALUES
 			(greatest(c.day, c.prev + 7), 1, 0, (c.prev IS NULL)::int),
 			(c.day + 7, -1, 0, 0),
@@ -313,103 +319,148 @@ func clientEvents(sign string) string {
 			new_clients = t.new_clients + EXCLUDED.new_clients`
 }
 
-// cohortActivity adds or subtracts the touched clients' activity to their
-// cohort (the month of their first purchase).
-func cohortActivity(sign string) string {
+// cohortActivity adds or subtracts the activity of the client_day rows of
+// scope to their clients' cohort (the month of their first purchase).
+func cohortActivity(sign, scope string) string {
 	return `INSERT INTO marts.cohort_activity AS t (cohort_month, activity_month, active_clients, revenue)
-		SELECT c.cohort_month, m.month, ` + sign + ` * count(*), ` + sign + ` * sum(m.revenue)
-		FROM (SELECT cd.client_id, date_trunc('month', cd.day)::date AS month, sum(cd.revenue) AS revenue
-		      FROM marts.client_day cd JOIN marts_touched USING (client_id) GROUP BY 1, 2) m
-		JOIN (SELECT cd.client_id, date_trunc('month', min(cd.day))::date AS cohort_month
-		      FROM marts.client_day cd JOIN marts_touched USING (client_id) GROUP BY 1) c USING (client_id)
+		SELECT date_trunc('month', c.first_day)::date, c.month, ` + sign + ` * count(*), ` + sign + ` * sum(c.revenue)
+		FROM (SELECT cd.client_id, date_trunc('month', cd.day)::date AS month, sum(cd.revenue) AS revenue,
+		             min(min(cd.day)) OVER (PARTITION BY cd.client_id) AS first_day
+		      FROM ` + scope + ` GROUP BY 1, 2) c
 		GROUP BY 1, 2
 		ON CONFLICT (cohort_month, activity_month) DO UPDATE SET
 			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`
 }
 
+// rfmHistogram adds or subtracts the client_stats rows of scope to the
+// RFM histograms.
+func rfmHistogram(sign, scope string) string {
+	return `INSERT INTO marts.rfm_histogram AS t (measure, bucket, clients)
+		SELECT v.measure, v.bucket, ` + sign + ` * count(*)
+		FROM ` + scope + `
+		CROSS JOIN LATERAL (VALUES ('r', c.last_purchase_date - date '2000-01-01'), ('f', c.frequency::integer),
+			('m', c.m_bucket)) AS v(measure, bucket)
+		GROUP BY 1, 2
+		ON CONFLICT (measure, bucket) DO UPDATE SET clients = t.clients + EXCLUDED.clients`
+}
+
 // months of the changed days, for the per-month tables.
 const changedMonths = `(SELECT DISTINCT date_trunc('month', d)::date FROM unnest($1::date[]) AS d)`
 
-var steps = []step{
-	{"finding the clients of the changed days", []string{
-		`CREATE TEMP TABLE marts_touched (client_id integer PRIMARY KEY) ON COMMIT DROP`,
-		`INSERT INTO marts_touched
-		SELECT client_id FROM marts.client_day WHERE day = ANY($1::date[])
-		UNION
-		SELECT client_id FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])`,
-		`ANALYZE marts_touched`,
-	}},
-	// The old contribution of the touched clients goes ...
-	{"subtracting the old client events", []string{clientEvents("-1")}},
-	{"subtracting the old cohort activity", []string{cohortActivity("-1")}},
-	{"replacing client_day", []string{
-		`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`,
-		`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
-		SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
-		FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-		GROUP BY 1, 2`,
-	}},
-	// ... and the new one comes in.
-	{"adding the new client events", []string{clientEvents("1")}},
-	{"adding the new cohort activity", []string{cohortActivity("1")}},
-	{"dropping empty cells", []string{
-		`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
-		`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
-	}},
-	{"recomputing client_stats", []string{
+// steps lists the statements of an update. fresh: the client tables are
+// empty (first update, rebuild), so there is no old contribution to take
+// away and every client is new: the per-client work needs no list of
+// touched clients.
+func steps(fresh bool) []step {
+	days := "marts.client_day cd JOIN marts_touched USING (client_id)"
+	stats := "marts.client_stats c JOIN marts_touched USING (client_id)"
+	if fresh {
+		days, stats = "marts.client_day cd", "marts.client_stats c"
+	}
+	clientStats := []string{
 		`DELETE FROM marts.client_stats c USING marts_touched t WHERE c.client_id = t.client_id`,
-		`INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary)
-		SELECT cd.client_id, min(cd.day), max(cd.day), count(*), sum(cd.revenue)
-		FROM marts.client_day cd JOIN marts_touched USING (client_id)
+		`INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
+		SELECT cd.client_id, min(cd.day), max(cd.day), count(*), sum(cd.revenue), floor(400 * ln(1 + sum(cd.revenue)))::integer
+		FROM ` + days + `
 		GROUP BY cd.client_id`,
-	}},
-	{"replacing daily_sales", []string{
-		`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`,
-		`WITH agg AS (
-			SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
-			       sum(quantity * price_per_item) AS gross_revenue, sum(quantity * discount_per_item) AS discount,
-			       count(DISTINCT client_id) AS clients, count(DISTINCT product_id) AS products
-			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-			GROUP BY 1
+	}
+	var out []step
+	if fresh {
+		clientStats = clientStats[1:] // emptied below, no touched list
+		out = append(out, step{"emptying the client tables", []string{
+			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
+			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`,
+		}})
+	} else {
+		out = append(out,
+			step{"finding the clients of the changed days", []string{
+				`CREATE TEMP TABLE marts_touched (client_id integer PRIMARY KEY) ON COMMIT DROP`,
+				`INSERT INTO marts_touched
+				SELECT client_id FROM marts.client_day WHERE day = ANY($1::date[])
+				UNION
+				SELECT client_id FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])`,
+				`ANALYZE marts_touched`,
+			}},
+			// The old contribution of the touched clients goes ...
+			step{"subtracting the old client events", []string{clientEvents("-1", days)}},
+			step{"subtracting the old cohort activity", []string{cohortActivity("-1", days)}},
+			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", stats)}},
 		)
-		INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
-		SELECT d.day, coalesce(a.lines, 0), coalesce(a.units, 0), coalesce(a.revenue, 0), coalesce(a.gross_revenue, 0),
-		       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0), coalesce(a.products, 0),
-		       a.revenue / nullif(a.lines, 0)
-		FROM unnest($1::date[]) AS d(day)
-		LEFT JOIN agg a USING (day)
-		-- A day loaded with no lines is a real zero, not a gap: keep it.
-		WHERE a.day IS NOT NULL
-		   OR EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = d.day AND dl.status = 'loaded')`,
-	}},
-	{"replacing sales_by_gender", []string{
-		`DELETE FROM marts.sales_by_gender WHERE day = ANY($1::date[])`,
-		`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
-		SELECT purchase_date, gender::text, count(*), sum(quantity)::bigint, sum(total_price), sum(quantity * price_per_item),
-		       sum(quantity * discount_per_item), count(DISTINCT client_id), sum(total_price) / count(*)
-		FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-		GROUP BY purchase_date, gender`,
-	}},
-	{"replacing sales_by_hour", []string{
-		`DELETE FROM marts.sales_by_hour WHERE day = ANY($1::date[])`,
-		`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
-		SELECT purchase_date, (seconds_from_midnight / 3600)::smallint, count(*), sum(quantity)::bigint, sum(total_price),
-		       count(DISTINCT client_id)
-		FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-		GROUP BY purchase_date, seconds_from_midnight / 3600`,
-	}},
-	{"replacing product_month", []string{
-		`DELETE FROM marts.product_month WHERE month IN ` + changedMonths,
-		`INSERT INTO marts.product_month (month, product_id, units, revenue)
-		SELECT m.month, p.product_id, sum(p.quantity), sum(p.total_price)
-		FROM (SELECT DISTINCT date_trunc('month', d)::date AS month FROM unnest($1::date[]) AS d) m
-		JOIN marketplace.purchases p ON p.purchase_date >= m.month AND p.purchase_date < (m.month + interval '1 month')::date
-		GROUP BY 1, 2`,
-		`DELETE FROM marts.monthly_products WHERE month IN ` + changedMonths,
-		`INSERT INTO marts.monthly_products (month, products)
-		SELECT month, count(*) FROM marts.product_month WHERE month IN ` + changedMonths + `
-		GROUP BY month`,
-	}},
+	}
+	out = append(out,
+		step{"replacing client_day", []string{
+			`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`,
+			`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
+			SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
+			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			GROUP BY 1, 2`,
+		}},
+		// ... and the new one comes in.
+		step{"adding the new client events", []string{clientEvents("1", days)}},
+		step{"adding the new cohort activity", []string{cohortActivity("1", days)}},
+		step{"recomputing client_stats", clientStats},
+		step{"adding the new RFM histograms", []string{rfmHistogram("1", stats)}},
+		step{"dropping empty cells", []string{
+			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
+			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
+			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
+		}},
+		step{"replacing daily_sales", []string{
+			`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`,
+			`WITH agg AS (
+				SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
+				       sum(quantity * price_per_item) AS gross_revenue, sum(quantity * discount_per_item) AS discount,
+				       count(DISTINCT client_id) AS clients, count(DISTINCT product_id) AS products
+				FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+				GROUP BY 1
+			)
+			INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
+			SELECT d.day, coalesce(a.lines, 0), coalesce(a.units, 0), coalesce(a.revenue, 0), coalesce(a.gross_revenue, 0),
+			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0), coalesce(a.products, 0),
+			       a.revenue / nullif(a.lines, 0)
+			FROM unnest($1::date[]) AS d(day)
+			LEFT JOIN agg a USING (day)
+			-- A day loaded with no lines is a real zero, not a gap: keep it.
+			WHERE a.day IS NOT NULL
+			   OR EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = d.day AND dl.status = 'loaded')`,
+		}},
+		step{"replacing sales_by_gender", []string{
+			`DELETE FROM marts.sales_by_gender WHERE day = ANY($1::date[])`,
+			`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
+			SELECT purchase_date, gender::text, count(*), sum(quantity)::bigint, sum(total_price), sum(quantity * price_per_item),
+			       sum(quantity * discount_per_item), count(DISTINCT client_id), sum(total_price) / count(*)
+			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			GROUP BY purchase_date, gender`,
+		}},
+		step{"replacing sales_by_hour", []string{
+			`DELETE FROM marts.sales_by_hour WHERE day = ANY($1::date[])`,
+			`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
+			SELECT purchase_date, (seconds_from_midnight / 3600)::smallint, count(*), sum(quantity)::bigint, sum(total_price),
+			       count(DISTINCT client_id)
+			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			GROUP BY purchase_date, seconds_from_midnight / 3600`,
+		}},
+		// A changed day's month is recomputed from its lines, but only the
+		// products whose totals moved are written.
+		step{"updating product_month", []string{
+			`CREATE TEMP TABLE marts_product_month (month date, product_id integer, units bigint, revenue numeric) ON COMMIT DROP`,
+			`INSERT INTO marts_product_month
+			SELECT m.month, p.product_id, sum(p.quantity), sum(p.total_price)
+			FROM (SELECT DISTINCT date_trunc('month', d)::date AS month FROM unnest($1::date[]) AS d) m
+			JOIN marketplace.purchases p ON p.purchase_date >= m.month AND p.purchase_date < (m.month + interval '1 month')::date
+			GROUP BY 1, 2`,
+			`DELETE FROM marts.product_month pm WHERE pm.month IN ` + changedMonths + `
+				AND NOT EXISTS (SELECT FROM marts_product_month t WHERE t.month = pm.month AND t.product_id = pm.product_id)`,
+			`INSERT INTO marts.product_month AS pm (month, product_id, units, revenue)
+			SELECT month, product_id, units, revenue FROM marts_product_month
+			ON CONFLICT (month, product_id) DO UPDATE SET units = EXCLUDED.units, revenue = EXCLUDED.revenue
+			WHERE (pm.units, pm.revenue) IS DISTINCT FROM (EXCLUDED.units, EXCLUDED.revenue)`,
+			`DELETE FROM marts.monthly_products WHERE month IN ` + changedMonths,
+			`INSERT INTO marts.monthly_products (month, products)
+			SELECT month, count(*) FROM marts_product_month GROUP BY month`,
+		}},
+	)
+	return out
 }
 
 // updatePeriod keeps the ABC/XYZ period: the trailing 12 complete calendar
@@ -476,14 +527,14 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 
 // updateRFM recomputes the tercile boundaries. A score is
 // 1 + floor(3 * clients strictly worse / clients), so it is at least 2
-// exactly when the value is above the ceil(n/3)-th smallest value, and 3
-// above the ceil(2n/3)-th: two index lookups per measure instead of ranking
-// every client, and the scores of clients that did not buy follow live.
+// exactly when the value is above the ceil(n/3)-th smallest value of all
+// clients, and 3 above the ceil(2n/3)-th. The histograms find those values
+// without ranking every client (monetary: the bucket from the histogram,
+// the value from the few clients in it), and the scores of clients who did
+// not buy follow the new boundaries live, in client_rfm_scores.
 func updateRFM(ctx context.Context, tx *sql.Tx) error {
 	var n int64
-	// Every client is in exactly one cohort, at its first month.
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(active_clients), 0)::bigint FROM marts.cohort_activity
-		WHERE activity_month = cohort_month`).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(clients), 0)::bigint FROM marts.rfm_histogram WHERE measure = 'r'`).Scan(&n); err != nil {
 		return fmt.Errorf("counting clients: %w", err)
 	}
 	if n == 0 {
@@ -492,20 +543,36 @@ func updateRFM(ctx context.Context, tx *sql.Tx) error {
 		}
 		return nil
 	}
-	k2, k3 := (n+2)/3-1, (2*n+2)/3-1 // 0-based offsets
+	var b [3][2]int64 // r, f, m bucket at the two boundaries
+	var m [2]string
+	for i, measure := range []string{"r", "f", "m"} {
+		for j, k := range []int64{(n+2)/3 - 1, (2*n+2)/3 - 1} { // 0-based positions
+			var before int64
+			err := tx.QueryRowContext(ctx, `
+				SELECT bucket, upto - clients FROM (
+					SELECT bucket, clients, sum(clients) OVER (ORDER BY bucket) AS upto
+					FROM marts.rfm_histogram WHERE measure = $1) h
+				WHERE upto > $2 ORDER BY bucket LIMIT 1`, measure, k).Scan(&b[i][j], &before)
+			if err != nil {
+				return fmt.Errorf("finding the %s tercile boundary: %w", measure, err)
+			}
+			if measure == "m" {
+				err := tx.QueryRowContext(ctx, `SELECT monetary::text FROM marts.client_stats WHERE m_bucket = $1
+					ORDER BY monetary OFFSET $2 LIMIT 1`, b[i][j], k-before).Scan(&m[j])
+				if err != nil {
+					return fmt.Errorf("finding the monetary tercile boundary: %w", err)
+				}
+			}
+		}
+	}
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO marts.rfm_thresholds (id, clients, r_2, r_3, f_2, f_3, m_2, m_3)
-		SELECT true, $1,
-			(SELECT last_purchase_date FROM marts.client_stats ORDER BY last_purchase_date OFFSET $2 LIMIT 1),
-			(SELECT last_purchase_date FROM marts.client_stats ORDER BY last_purchase_date OFFSET $3 LIMIT 1),
-			(SELECT frequency FROM marts.client_stats ORDER BY frequency OFFSET $2 LIMIT 1),
-			(SELECT frequency FROM marts.client_stats ORDER BY frequency OFFSET $3 LIMIT 1),
-			(SELECT monetary FROM marts.client_stats ORDER BY monetary OFFSET $2 LIMIT 1),
-			(SELECT monetary FROM marts.client_stats ORDER BY monetary OFFSET $3 LIMIT 1)
+		VALUES (true, $1, date '2000-01-01' + $2::integer, date '2000-01-01' + $3::integer, $4, $5, $6::numeric, $7::numeric)
 		ON CONFLICT (id) DO UPDATE SET clients = EXCLUDED.clients, r_2 = EXCLUDED.r_2, r_3 = EXCLUDED.r_3,
-			f_2 = EXCLUDED.f_2, f_3 = EXCLUDED.f_3, m_2 = EXCLUDED.m_2, m_3 = EXCLUDED.m_3`, n, k2, k3)
+			f_2 = EXCLUDED.f_2, f_3 = EXCLUDED.f_3, m_2 = EXCLUDED.m_2, m_3 = EXCLUDED.m_3`,
+		n, b[0][0], b[0][1], b[1][0], b[1][1], m[0], m[1])
 	if err != nil {
-		return fmt.Errorf("computing the RFM thresholds: %w", err)
+		return fmt.Errorf("recording the RFM thresholds: %w", err)
 	}
 	return nil
 }
