@@ -157,7 +157,7 @@ COMMENT ON COLUMN marts.client_stats.first_purchase_date IS 'Day of the client''
 COMMENT ON COLUMN marts.client_stats.last_purchase_date IS 'Day of the client''s latest purchase.';
 COMMENT ON COLUMN marts.client_stats.frequency IS 'Distinct days with a purchase.';
 COMMENT ON COLUMN marts.client_stats.monetary IS 'Revenue of the client over all loaded data.';
-COMMENT ON COLUMN marts.client_stats.m_bucket IS 'floor(400 * ln(1 + monetary)): the bucket of marts.rfm_histogram the client''s monetary value falls in.';
+COMMENT ON COLUMN marts.client_stats.m_bucket IS 'floor(400 * ln(1 + monetary)) in float8: the bucket of marts.rfm_histogram the client''s monetary value falls in.';
 
 CREATE TABLE marts.rfm_histogram (
     measure char(1) NOT NULL CHECK (measure IN ('r', 'f', 'm')),

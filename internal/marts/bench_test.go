@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,10 +49,42 @@ func genLines(b *testing.B, db *sqlx.DB, from string, n int) {
 // benchDB holds the generated history across the benchmark's runs (the
 // framework calls it with b.N = 1 first, then with the requested count).
 var benchDB struct {
-	once sync.Once
-	db   *sqlx.DB
-	day  time.Time
-	err  error
+	once    sync.Once
+	db      *sqlx.DB
+	cluster *pgtest.Cluster
+	day     time.Time
+	err     error
+}
+
+// clusterCPU is the CPU time (user + system, seconds) the test cluster's
+// processes have used: on a machine shared with other work, the figure
+// that does not depend on how much of the CPU the others took.
+func clusterCPU(c *pgtest.Cluster) float64 {
+	if c.DataDir() == "" {
+		return 0
+	}
+	raw, err := os.ReadFile(filepath.Join(c.DataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	postmaster := strings.SplitN(string(raw), "\n", 2)[0]
+	entries, _ := os.ReadDir("/proc")
+	total := 0.0
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) < 13 || (f[1] != postmaster && e.Name() != postmaster) {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		total += (ut + st) / 100 // USER_HZ
+	}
+	return total
 }
 
 // BenchmarkUpdate measures the marts work of a backfill (the first Update
@@ -95,12 +129,15 @@ func BenchmarkUpdate(b *testing.B) {
 		t0 := time.Now()
 		genLines(b, db, "2023-01-01", n)
 		fmt.Fprintf(os.Stderr, "generated %d lines in %v\n", n, time.Since(t0).Round(time.Millisecond))
+		cpu0 := clusterCPU(c)
 		res, err := (&Updater{DB: db, Log: log}).Update(ctx)
 		if err != nil {
 			benchDB.err = err
 			return
 		}
-		fmt.Fprintf(os.Stderr, "first update (every day, as after a backfill): %d days in %v\n", res.Days, res.Duration.Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "first update (every day, as after a backfill): %d days in %v, PostgreSQL CPU %.2f s\n",
+			res.Days, res.Duration.Round(time.Millisecond), clusterCPU(c)-cpu0)
+		benchDB.cluster = c
 		db.MustExec(`VACUUM ANALYZE`)
 		benchDB.db = db
 		benchDB.day = time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, (n+5479)/5480)
@@ -116,14 +153,17 @@ func BenchmarkUpdate(b *testing.B) {
 		day := benchDB.day.Format(time.DateOnly)
 		genLines(b, db, day, 5480)
 		benchDB.day = benchDB.day.AddDate(0, 0, 1)
+		cpu0 := clusterCPU(benchDB.cluster)
 		b.StartTimer()
 		res, err := u.Update(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
+		b.StopTimer()
 		if res.Days != 1 {
 			b.Fatalf("updated %d days, want 1", res.Days)
 		}
-		fmt.Fprintf(os.Stderr, "daily update %s: %v\n", day, res.Duration.Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "daily update %s: %v, PostgreSQL CPU %.3f s\n", day, res.Duration.Round(time.Millisecond), clusterCPU(benchDB.cluster)-cpu0)
+		b.StartTimer()
 	}
 }

@@ -360,7 +360,7 @@ func steps(fresh bool) []step {
 	clientStats := []string{
 		`DELETE FROM marts.client_stats c USING marts_touched t WHERE c.client_id = t.client_id`,
 		`INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
-		SELECT cd.client_id, min(cd.day), max(cd.day), count(*), sum(cd.revenue), floor(400 * ln(1 + sum(cd.revenue)))::integer
+		SELECT cd.client_id, min(cd.day), max(cd.day), count(*), sum(cd.revenue), floor(400 * ln(1 + sum(cd.revenue)::float8))::integer
 		FROM ` + days + `
 		GROUP BY cd.client_id`,
 	}
@@ -373,6 +373,10 @@ func steps(fresh bool) []step {
 		}})
 	} else {
 		out = append(out,
+			// The touched clients are few (a day's buyers) next to all
+			// clients: each of their rows is fetched by index. The planner,
+			// costing random reads high, would rather hash-join whole tables.
+			step{"planning for few clients", []string{`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`}},
 			step{"finding the clients of the changed days", []string{
 				`CREATE TEMP TABLE marts_touched (client_id integer PRIMARY KEY) ON COMMIT DROP`,
 				`INSERT INTO marts_touched
@@ -400,6 +404,7 @@ func steps(fresh bool) []step {
 		step{"adding the new cohort activity", []string{cohortActivity("1", days)}},
 		step{"recomputing client_stats", clientStats},
 		step{"adding the new RFM histograms", []string{rfmHistogram("1", stats)}},
+		step{"planning for whole tables", []string{`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`}},
 		step{"dropping empty cells", []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
 			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
