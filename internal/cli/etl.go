@@ -177,7 +177,7 @@ func execute(ctx context.Context, cfg *config.Config, run store.Run, plan pipeli
 	if err := prepareSchema(ctx, cfg, st); err != nil {
 		return res, err
 	}
-	api, err := marketplace.NewClient(cfg.APIURL, cfg.HTTPTimeout, rec)
+	api, err := marketplace.NewClient(cfg.APIURL, marketplace.Limits{Timeout: cfg.HTTPTimeout}, rec)
 	if err != nil {
 		return res, &exitError{ExitUsage, err}
 	}
