@@ -77,7 +77,7 @@ const readAheadWindow = 4 << 20
 const (
 	DefaultBodyTimeout  = 5 * time.Minute
 	DefaultMaxLineBytes = 1 << 20
-	DefaultMaxBodyBytes = 64 << 20
+	DefaultMaxBodyBytes = 256 << 20
 )
 
 // LongElementPrefix is how much of an over-long element is kept, for the
