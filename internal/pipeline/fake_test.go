@@ -84,6 +84,16 @@ func (s *fakeSource) requests(date string) int {
 	return s.opened[date]
 }
 
+// waitOpened waits until date has been requested, up to timeout.
+func (s *fakeSource) waitOpened(date string, timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if s.requests(date) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // fakeLines is received in full once its last line has been read (or it is
 // closed), like a streamed HTTP body.
 type fakeLines struct {
@@ -136,6 +146,8 @@ type fakeStore struct {
 	down atomic.Bool
 	// downAfter takes the database down once this date is committed.
 	downAfter string
+	// beforeCommit, when set, runs as a day commits.
+	beforeCommit func(date string)
 	// hideStates makes DayStates miss every day, as when another process
 	// loads them between the plan and the load.
 	hideStates bool
@@ -260,6 +272,9 @@ func (t *fakeTx) Accept(ctx context.Context, sum etl.Summary) (etl.Outcome, erro
 	t.ended = true
 	if t.s.down.Load() {
 		return 0, errDBDown
+	}
+	if t.s.beforeCommit != nil {
+		t.s.beforeCommit(t.date)
 	}
 	if t.stored != nil && t.stored.Status == store.StatusLoaded && t.stored.Checksum.String == sum.Checksum {
 		t.s.j.add("unchanged %s", t.date)
