@@ -149,6 +149,9 @@ type ID int
 
 func (id *ID) UnmarshalJSON(b []byte) error {
 	s := string(b)
+	if s == "null" {
+		return nil // encoding/json's convention: null leaves the value alone
+	}
 	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
 		s = s[1 : len(s)-1]
 	}

@@ -83,6 +83,12 @@ type fakeMetabase struct {
 	collRevision   int
 	collPermsPuts  []map[string]any
 	tabs           map[int][]map[string]any // dashboard id -> tabs
+	// failDashboard makes every write of the dashboard with this name
+	// answer 500, to test that the others are still applied.
+	failDashboard string
+	// conflictOnce makes the next permissions graph PUT meet a revision
+	// someone else wrote in between (409).
+	conflictOnce bool
 	cardViews      int
 	dashboardViews int
 	logouts        int
@@ -307,6 +313,10 @@ func (f *fakeMetabase) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.postCard(w, body)
 		return
 	case "POST /api/dashboard":
+		if f.failDashboard != "" && body["name"] == f.failDashboard {
+			writeJSON(w, http.StatusInternalServerError, map[string]any{"message": "boom"})
+			return
+		}
 		if name, _ := body["name"].(string); strings.TrimSpace(name) == "" {
 			badRequest(w, "name", "value must be a non-blank string.")
 			return
@@ -740,6 +750,10 @@ func (f *fakeMetabase) putDashboard(w http.ResponseWriter, r *http.Request, id i
 		f.notFound(w, r)
 		return
 	}
+	if f.failDashboard != "" && d["name"] == f.failDashboard {
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"message": "boom"})
+		return
+	}
 	if !f.checkParameters(w, body) || !f.checkCollection(w, body) {
 		return
 	}
@@ -1026,6 +1040,10 @@ var (
 // the revision check and the schema's closed set of types.
 func (f *fakeMetabase) putPermissionsGraph(w http.ResponseWriter, r *http.Request, body map[string]any) {
 	f.permsPuts = append(f.permsPuts, body)
+	if f.conflictOnce {
+		f.conflictOnce = false
+		f.permsRevision++
+	}
 	if rev, ok := body["revision"].(float64); !ok || int(rev) != f.permsRevision {
 		writeJSON(w, http.StatusConflict, staleRevision)
 		return

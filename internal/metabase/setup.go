@@ -72,15 +72,15 @@ func Setup(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	s.attempt("tracking setting", s.applyTracking(ctx))
 	dbID, err := s.applyWarehouse(ctx)
 	if err != nil {
-		return errors.Join(append(s.failures, err)...)
+		return err
 	}
 	fields, err := s.waitForFields(ctx, dbID, dashboards)
 	if err != nil {
-		return errors.Join(append(s.failures, err)...)
+		return err
 	}
 	collID, err := s.applyCollection(ctx)
 	if err != nil {
-		return errors.Join(append(s.failures, err)...)
+		return err
 	}
 	s.attempt("permissions", s.applyPermissions(ctx, dbID, collID))
 	s.applyDashboards(ctx, dbID, collID, fields, dashboards)
@@ -88,7 +88,7 @@ func Setup(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	if len(s.failures) > 0 {
 		log.Error("metabase setup finished with failures", "failures", len(s.failures),
 			"created", s.created, "updated", s.updated, "archived", s.archived, "took", time.Since(start).Round(time.Millisecond))
-		return fmt.Errorf("metabase setup: %d step(s) failed: %w", len(s.failures), errors.Join(s.failures...))
+		return &stepsError{s.failures}
 	}
 	log.Info("metabase setup done", "url", cfg.URL, "collection_id", collID, "dashboards", len(dashboards),
 		"created", s.created, "updated", s.updated, "unchanged", s.unchanged, "archived", s.archived, "took", time.Since(start).Round(time.Millisecond))
@@ -106,6 +106,19 @@ type setup struct {
 	// failures are the steps that failed without stopping the run.
 	failures []error
 }
+
+// stepsError is the failures of a run that went on after them, on one line.
+type stepsError struct{ failures []error }
+
+func (e *stepsError) Error() string {
+	msgs := make([]string, len(e.failures))
+	for i, err := range e.failures {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("metabase setup: %d step(s) failed: %s", len(e.failures), strings.Join(msgs, "; "))
+}
+
+func (e *stepsError) Unwrap() []error { return e.failures }
 
 // attempt records the failure of a step the run goes on after.
 func (s *setup) attempt(step string, err error) {
