@@ -75,20 +75,20 @@ type fakeMetabase struct {
 
 	settings map[string]any
 
-	groups         map[int]map[string]any
-	perms          map[int]map[int]map[string]any // group -> database -> type -> value
-	permsRevision  int
-	permsPuts      []map[string]any
-	collPerms      map[int]map[string]string // group -> collection id or "root" -> read/write/none
-	collRevision   int
-	collPermsPuts  []map[string]any
-	tabs           map[int][]map[string]any // dashboard id -> tabs
+	groups        map[int]map[string]any
+	perms         map[int]map[int]map[string]any // group -> database -> type -> value
+	permsRevision int
+	permsPuts     []map[string]any
+	collPerms     map[int]map[string]string // group -> collection id or "root" -> read/write/none
+	collRevision  int
+	collPermsPuts []map[string]any
+	tabs          map[int][]map[string]any // dashboard id -> tabs
 	// failDashboard makes every write of the dashboard with this name
 	// answer 500, to test that the others are still applied.
 	failDashboard string
 	// conflictOnce makes the next permissions graph PUT meet a revision
 	// someone else wrote in between (409).
-	conflictOnce bool
+	conflictOnce   bool
 	cardViews      int
 	dashboardViews int
 	logouts        int
