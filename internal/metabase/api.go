@@ -167,19 +167,15 @@ type database struct {
 
 // databases: GET /api/database, {"data": [...]} (a bare array before 0.41).
 func (c *client) databases(ctx context.Context) ([]database, error) {
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, "/api/database", nil, &raw); err != nil {
-		return nil, err
-	}
 	// The list's details are not needed (and not always present): ids and
 	// names only.
 	type entry struct {
 		ID   ID     `json:"id"`
 		Name string `json:"name"`
 	}
-	list, err := listOf[entry](raw)
+	list, err := getList[entry](ctx, c, "/api/database")
 	if err != nil {
-		return nil, fmt.Errorf("decoding Metabase's database list: %w", err)
+		return nil, err
 	}
 	out := make([]database, len(list))
 	for i, e := range list {
@@ -240,11 +236,7 @@ type collectionEntry struct {
 // collections: GET /api/collection (src/metabase/collections_rest/api.clj), a
 // bare array starting with {"id":"root"}.
 func (c *client) collections(ctx context.Context) ([]collectionEntry, error) {
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, "/api/collection", nil, &raw); err != nil {
-		return nil, err
-	}
-	return listOf[collectionEntry](raw)
+	return getList[collectionEntry](ctx, c, "/api/collection")
 }
 
 // collectionRequest is the body of POST /api/collection and PUT /api/collection/:id.
@@ -255,11 +247,7 @@ type collectionRequest struct {
 }
 
 func (c *client) createCollection(ctx context.Context, req collectionRequest) (ID, error) {
-	var out struct {
-		ID ID `json:"id"`
-	}
-	err := c.do(ctx, http.MethodPost, "/api/collection", req, &out)
-	return out.ID, err
+	return c.create(ctx, "/api/collection", req)
 }
 
 func (c *client) updateCollection(ctx context.Context, id ID, req collectionRequest) error {
@@ -275,11 +263,7 @@ type item struct {
 }
 
 func (c *client) collectionItems(ctx context.Context, id ID) ([]item, error) {
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, fmt.Sprintf("/api/collection/%d/items?models=card&models=dashboard", id), nil, &raw); err != nil {
-		return nil, err
-	}
-	return listOf[item](raw)
+	return getList[item](ctx, c, fmt.Sprintf("/api/collection/%d/items?models=card&models=dashboard", id))
 }
 
 // description reads one card's or dashboard's description when the item
@@ -350,11 +334,22 @@ type cardParameter struct {
 }
 
 func (c *client) createCard(ctx context.Context, req cardRequest) (ID, error) {
+	return c.create(ctx, "/api/card", req)
+}
+
+// create POSTs a new object and returns its id; an answer without one is
+// an error.
+func (c *client) create(ctx context.Context, path string, req any) (ID, error) {
 	var out struct {
 		ID ID `json:"id"`
 	}
-	err := c.do(ctx, http.MethodPost, "/api/card", req, &out)
-	return out.ID, err
+	if err := c.do(ctx, http.MethodPost, path, req, &out); err != nil {
+		return 0, err
+	}
+	if out.ID <= 0 {
+		return 0, fmt.Errorf("POST %s: the answer held no id", path)
+	}
+	return out.ID, nil
 }
 
 func (c *client) updateCard(ctx context.Context, id ID, req cardRequest) error {
@@ -464,11 +459,7 @@ type group struct {
 }
 
 func (c *client) groups(ctx context.Context) ([]group, error) {
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, "/api/permissions/group", nil, &raw); err != nil {
-		return nil, err
-	}
-	return listOf[group](raw)
+	return getList[group](ctx, c, "/api/permissions/group")
 }
 
 // createGroup: POST /api/permissions/group {"name"}.

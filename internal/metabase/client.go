@@ -180,6 +180,19 @@ func (r rawID) numeric() (ID, bool) {
 	return id, true
 }
 
+// getList GETs a list, bare or in the {"data": [...]} envelope.
+func getList[T any](ctx context.Context, c *client, path string) ([]T, error) {
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, path, nil, &raw); err != nil {
+		return nil, err
+	}
+	list, err := listOf[T](raw)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: decoding the list: %w", path, err)
+	}
+	return list, nil
+}
+
 // listOf decodes either a bare JSON array or the {"data": [...]} envelope
 // newer Metabase versions wrap lists in.
 func listOf[T any](raw json.RawMessage) ([]T, error) {

@@ -77,37 +77,24 @@ func planDatabaseCreate(cfg *Config) databaseCreate {
 func planDatabaseUpdate(cfg *Config, current postgresDetails) (req databaseUpdate, changed []string) {
 	want := wantDetails(cfg)
 	var d postgresDetails
-	if want.Host != current.Host {
-		d.Host = want.Host
-		changed = append(changed, "host")
-	}
-	if want.Port != current.Port {
-		d.Port = want.Port
-		changed = append(changed, "port")
-	}
-	if want.DBName != current.DBName {
-		d.DBName = want.DBName
-		changed = append(changed, "dbname")
-	}
-	if want.User != current.User {
-		d.User = want.User
-		changed = append(changed, "user")
-	}
-	if want.SSL != nil && (current.SSL == nil || *current.SSL != *want.SSL) {
-		d.SSL = want.SSL
-		changed = append(changed, "ssl")
-	}
-	if want.SSLMode != "" && want.SSLMode != current.SSLMode {
-		d.SSLMode = want.SSLMode
-		changed = append(changed, "ssl-mode")
-	}
-	if want.SchemaFiltersType != current.SchemaFiltersType {
-		d.SchemaFiltersType = want.SchemaFiltersType
-		changed = append(changed, "schema-filters-type")
-	}
-	if want.SchemaFiltersPatterns != current.SchemaFiltersPatterns {
-		d.SchemaFiltersPatterns = want.SchemaFiltersPatterns
-		changed = append(changed, "schema-filters-patterns")
+	for _, f := range []struct {
+		name    string
+		differs bool
+		set     func()
+	}{
+		{"host", want.Host != current.Host, func() { d.Host = want.Host }},
+		{"port", want.Port != current.Port, func() { d.Port = want.Port }},
+		{"dbname", want.DBName != current.DBName, func() { d.DBName = want.DBName }},
+		{"user", want.User != current.User, func() { d.User = want.User }},
+		{"ssl", want.SSL != nil && (current.SSL == nil || *current.SSL != *want.SSL), func() { d.SSL = want.SSL }},
+		{"ssl-mode", want.SSLMode != "" && want.SSLMode != current.SSLMode, func() { d.SSLMode = want.SSLMode }},
+		{"schema-filters-type", want.SchemaFiltersType != current.SchemaFiltersType, func() { d.SchemaFiltersType = want.SchemaFiltersType }},
+		{"schema-filters-patterns", want.SchemaFiltersPatterns != current.SchemaFiltersPatterns, func() { d.SchemaFiltersPatterns = want.SchemaFiltersPatterns }},
+	} {
+		if f.differs {
+			f.set()
+			changed = append(changed, f.name)
+		}
 	}
 	d.Password = want.Password
 	return databaseUpdate{Details: d}, changed

@@ -373,15 +373,13 @@ func (s *setup) applyCollection(ctx context.Context) (ID, error) {
 }
 
 // applyPermissions sets the warehouse's data permissions and the
-// collection's permissions for All Users and the analysts group. A PUT that
-// meets a stale revision (409: someone changed permissions meanwhile) is
-// planned again from a fresh read, once.
+// collection's permissions for All Users and the analysts group.
 func (s *setup) applyPermissions(ctx context.Context, dbID, collID ID) error {
-	groups, err := s.c.groups(ctx)
+	list, err := s.c.groups(ctx)
 	if err != nil {
 		return fmt.Errorf("listing Metabase permission groups: %w", err)
 	}
-	g := findGroups(groups, s.cfg.AnalystsGroup)
+	g := findGroups(list, s.cfg.AnalystsGroup)
 	if g.allUsers == 0 {
 		return errors.New("setting Metabase permissions: no All Users group in GET /api/permissions/group")
 	}
@@ -394,49 +392,42 @@ func (s *setup) applyPermissions(ctx context.Context, dbID, collID ID) error {
 		s.created++
 		s.log.Info("created metabase group", "group_id", g.analysts, "name", s.cfg.AnalystsGroup)
 	}
-	err = retryConflict(func() error {
-		graph, err := s.c.dataGraph(ctx, dbID)
-		if err != nil {
-			return fmt.Errorf("reading Metabase's data permissions of the warehouse: %w", err)
-		}
-		upd := planDataPermissions(graph, dbID, g)
-		if upd == nil {
-			return nil
-		}
-		if err := s.c.putDataGraph(ctx, *upd); err != nil {
-			return fmt.Errorf("setting Metabase's data permissions of the warehouse: %w", err)
-		}
-		s.updated++
-		s.log.Info("set metabase data permissions", "database_id", dbID, "groups", len(upd.Groups))
-		return nil
-	})
+	err = applyGraph(ctx, s, "data permissions of the warehouse",
+		func(ctx context.Context) (dataGraph, error) { return s.c.dataGraph(ctx, dbID) },
+		func(graph dataGraph) *dataGraphUpdate { return planDataPermissions(graph, dbID, g) },
+		s.c.putDataGraph)
 	if err != nil {
 		return err
 	}
-	return retryConflict(func() error {
-		graph, err := s.c.collectionGraph(ctx)
+	return applyGraph(ctx, s, "permissions of the collection", s.c.collectionGraph,
+		func(graph collectionGraph) *collectionGraph { return planCollectionPermissions(graph, collID, g) },
+		s.c.putCollectionGraph)
+}
+
+// applyGraph reads a permissions graph, plans and PUTs the differences.
+// Metabase refuses a PUT whose revision is stale (409: someone changed
+// permissions meanwhile); the graph is then read and planned once more.
+func applyGraph[G, U any](ctx context.Context, s *setup, what string, read func(context.Context) (G, error), plan func(G) *U, put func(context.Context, U) error) error {
+	attempt := func() error {
+		graph, err := read(ctx)
 		if err != nil {
-			return fmt.Errorf("reading Metabase's collection permissions: %w", err)
+			return fmt.Errorf("reading Metabase's %s: %w", what, err)
 		}
-		upd := planCollectionPermissions(graph, collID, g)
+		upd := plan(graph)
 		if upd == nil {
 			return nil
 		}
-		if err := s.c.putCollectionGraph(ctx, *upd); err != nil {
-			return fmt.Errorf("setting Metabase's permissions of the collection: %w", err)
+		if err := put(ctx, *upd); err != nil {
+			return fmt.Errorf("setting Metabase's %s: %w", what, err)
 		}
 		s.updated++
-		s.log.Info("set metabase collection permissions", "collection_id", collID, "groups", len(upd.Groups))
+		s.log.Info("set metabase permissions", "of", what)
 		return nil
-	})
-}
-
-// retryConflict runs f again once when it fails with 409 Conflict.
-func retryConflict(f func() error) error {
-	err := f()
+	}
+	err := attempt()
 	var apiErr *APIError
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict {
-		err = f()
+		err = attempt()
 	}
 	return err
 }
@@ -554,9 +545,6 @@ func (s *setup) applyCard(ctx context.Context, id ID, c Card, dbID, collID ID, f
 		return id, nil
 	}
 	id, err = s.c.createCard(ctx, req)
-	if err == nil && id <= 0 {
-		err = errors.New("the answer held no id")
-	}
 	if err != nil {
 		return 0, fmt.Errorf("creating the Metabase card %s: %w", c.Key, err)
 	}
