@@ -59,6 +59,11 @@ func TestLoadConfigSSL(t *testing.T) {
 			t.Errorf("MB_WAREHOUSE_SSL=%q MB_WAREHOUSE_SSLMODE=%q: ssl %q, details %+v", c.ssl, c.mode, got, wantDetails(cfg))
 		}
 	}
+	env := baseEnv()
+	env["MB_WAREHOUSE_SSL"], env["MB_WAREHOUSE_SSLMODE"] = "false", "require"
+	if _, err := LoadConfig(env); !IsUsageError(err) || !strings.Contains(err.Error(), "MB_WAREHOUSE_SSLMODE=require with MB_WAREHOUSE_SSL=false") {
+		t.Errorf("an SSL mode with SSL off: got %v", err)
+	}
 }
 
 func TestLoadConfigErrors(t *testing.T) {

@@ -88,6 +88,18 @@ func TestPlanDatabaseUpdate(t *testing.T) {
 	}
 }
 
+// The admin UI may store the port as a string; a bad one is an error, not 0.
+func TestDetailsPort(t *testing.T) {
+	var d postgresDetails
+	must(t, json.Unmarshal([]byte(`{"host": "pg", "port": "5433", "ssl": true}`), &d))
+	if d.Port != 5433 || d.Host != "pg" || d.SSL == nil || !*d.SSL {
+		t.Errorf("decoded %+v", d)
+	}
+	if err := json.Unmarshal([]byte(`{"port": "pg"}`), &d); err == nil {
+		t.Error("a non-numeric port decoded without an error")
+	}
+}
+
 func TestFindGroups(t *testing.T) {
 	groups := []group{
 		{ID: 1, Name: "All Users", MagicGroupType: "all-internal-users"},
