@@ -34,7 +34,7 @@ const anonTrackingSetting = "anon-tracking-enabled"
 // (IsUsageError) means the configuration or the admin credentials are wrong;
 // any other error is worth retrying later. Every dashboard is attempted even
 // when one fails; the error then names each failure.
-func Setup(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
+func Setup(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
