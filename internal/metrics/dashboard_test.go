@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketplace-etl/marketplace-etl/internal/store"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 )
 
 const chartFiles = "../../charts/marketplace/files"
@@ -22,7 +22,7 @@ const chartFiles = "../../charts/marketplace/files"
 func pushedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	srv, pushes := fakeGateway(t)
-	r, err := New(Options{URL: srv.URL, Job: "j", Run: store.Run{Mode: "run"}, ExitCode: exitCode, ProgressInterval: -1})
+	r, err := New(Options{URL: srv.URL, Job: "j", Run: etl.Run{Mode: "run"}, ExitCode: exitCode, ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
