@@ -31,13 +31,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
 
-	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
-	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
-
-// Day outcomes as label values of marketplace_etl_last_run_dates.
-var dayOutcomes = []store.Outcome{store.OutcomeLoaded, store.OutcomeUnchanged, store.OutcomeNoData, store.OutcomeFailed}
 
 // Status classes as label values of marketplace_etl_last_run_api_requests.
 // "error" is a request that got no response at all.
@@ -59,7 +55,7 @@ type Options struct {
 	Timeout  time.Duration     // bound of one push
 	Grouping map[string]string // extra grouping labels, e.g. env=prod
 
-	Run     store.Run
+	Run     etl.Run
 	Version string
 	// ExitCode maps the pass's error to the process exit code (nil is 0).
 	ExitCode func(error) int
@@ -70,7 +66,7 @@ type Options struct {
 }
 
 // Recorder collects the metrics of one pass and pushes them. It implements
-// the CLI's recorder: pipeline.Recorder, ObserveRequest and Finish.
+// the CLI's recorder: DayFinished, MartsRefreshed, ObserveRequest and Finish.
 type Recorder struct {
 	opts     Options
 	grouping map[string]string
@@ -97,12 +93,10 @@ type Recorder struct {
 	martsRan     bool
 }
 
-var _ pipeline.Recorder = (*Recorder)(nil)
-
 // GroupingKey is the grouping key of a run's metrics besides the job: the
 // mode, the shard of a backfill (so parallel pods do not overwrite each
 // other), and the extra labels.
-func GroupingKey(run store.Run, extra map[string]string) (map[string]string, error) {
+func GroupingKey(run etl.Run, extra map[string]string) (map[string]string, error) {
 	g := map[string]string{"mode": run.Mode}
 	if run.Mode == "backfill" {
 		g["shard"] = strconv.Itoa(run.ShardIndex)
@@ -181,8 +175,8 @@ func New(o Options) (*Recorder, error) {
 	for _, reason := range purchases.Reasons {
 		r.rejectedBy.WithLabelValues(string(reason))
 	}
-	for _, o := range dayOutcomes {
-		r.days.WithLabelValues(string(o))
+	for _, outcome := range etl.Outcomes {
+		r.days.WithLabelValues(outcome.String())
 	}
 	for _, c := range statusClasses {
 		r.requests.WithLabelValues(c)
@@ -222,13 +216,13 @@ func statusClass(code int) string {
 }
 
 // DayFinished adds up one day and pushes the progress now and then.
-func (r *Recorder) DayFinished(rep pipeline.DayReport) {
+func (r *Recorder) DayFinished(rep etl.DayReport) {
 	r.fetched.Add(float64(rep.Summary.Fetched))
 	r.rejected.Add(float64(rep.Summary.Rejected))
 	for reason, n := range rep.Summary.ByReason {
 		r.rejectedBy.WithLabelValues(string(reason)).Add(float64(n))
 	}
-	if rep.Outcome != "" { // "" is a day loaded meanwhile by another process: nothing was loaded
+	if rep.Outcome != etl.Skipped { // loaded meanwhile by another process: nothing was loaded
 		r.dayLoad.Observe(rep.Duration.Seconds())
 		if rep.Summary.DBTime > 0 {
 			r.dbLoad.Observe(rep.Summary.DBTime.Seconds())
@@ -262,7 +256,7 @@ func (r *Recorder) MartsRefreshed(d time.Duration, _ error) {
 
 // Finish pushes the pass's metrics. err is the pass's error, nil on
 // success. A failed push is logged and otherwise ignored.
-func (r *Recorder) Finish(res pipeline.Result, err error, started time.Time) {
+func (r *Recorder) Finish(res etl.Result, err error, started time.Time) {
 	now := time.Now()
 	ts := float64(now.UnixNano()) / 1e9
 	r.end.Set(ts)
@@ -281,10 +275,9 @@ func (r *Recorder) Finish(res pipeline.Result, err error, started time.Time) {
 		r.runSuccess.Set(0)
 	}
 	r.loaded.Set(float64(res.Totals.RowsLoaded))
-	r.days.WithLabelValues(string(store.OutcomeLoaded)).Set(float64(res.Totals.DaysLoaded))
-	r.days.WithLabelValues(string(store.OutcomeUnchanged)).Set(float64(res.Totals.DaysUnchanged))
-	r.days.WithLabelValues(string(store.OutcomeNoData)).Set(float64(res.Totals.DaysNoData))
-	r.days.WithLabelValues(string(store.OutcomeFailed)).Set(float64(res.Totals.DaysFailed))
+	for _, o := range etl.Outcomes {
+		r.days.WithLabelValues(o.String()).Set(float64(res.Totals.Days(o)))
+	}
 	r.skipped.Set(float64(res.Skipped))
 
 	cs := []prometheus.Collector{r.start, r.end, r.progress, r.duration, r.runSuccess, r.exitCode,

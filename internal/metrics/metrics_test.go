@@ -15,9 +15,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
-	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
 
 // received is one push a fake gateway received.
@@ -58,25 +57,25 @@ func day(s string) time.Time {
 
 // aPass feeds a recorder a small pass: two days loaded, one without data, a
 // failed request and three good ones.
-func aPass(r *Recorder) pipeline.Result {
+func aPass(r *Recorder) etl.Result {
 	r.ObserveRequest(200, 300*time.Millisecond)
 	r.ObserveRequest(200, 2*time.Second)
 	r.ObserveRequest(503, 40*time.Millisecond)
 	r.ObserveRequest(0, time.Second)
 	r.ObserveRequest(404, 10*time.Millisecond)
-	r.DayFinished(pipeline.DayReport{Date: day("2023-01-01"), Outcome: store.OutcomeLoaded, Duration: 3 * time.Second, Attempts: 2,
-		Summary: store.Summary{Fetched: 100, Loaded: 97, Rejected: 3, ByReason: map[purchases.Reason]int{purchases.AllNull: 2, purchases.DateMismatch: 1}}})
-	r.DayFinished(pipeline.DayReport{Date: day("2023-01-02"), Outcome: store.OutcomeLoaded, Duration: time.Second, Attempts: 1,
-		Summary: store.Summary{Fetched: 50, Loaded: 49, Rejected: 1, ByReason: map[purchases.Reason]int{purchases.AllNull: 1}}})
-	r.DayFinished(pipeline.DayReport{Date: day("2023-01-03"), Outcome: store.OutcomeNoData, Duration: time.Millisecond, Attempts: 1})
+	r.DayFinished(etl.DayReport{Date: day("2023-01-01"), Outcome: etl.Loaded, Duration: 3 * time.Second, Attempts: 2,
+		Summary: etl.Summary{Fetched: 100, Loaded: 97, Rejected: 3, ByReason: map[purchases.Reason]int{purchases.AllNull: 2, purchases.DateMismatch: 1}}})
+	r.DayFinished(etl.DayReport{Date: day("2023-01-02"), Outcome: etl.Loaded, Duration: time.Second, Attempts: 1,
+		Summary: etl.Summary{Fetched: 50, Loaded: 49, Rejected: 1, ByReason: map[purchases.Reason]int{purchases.AllNull: 1}}})
+	r.DayFinished(etl.DayReport{Date: day("2023-01-03"), Outcome: etl.NoData, Duration: time.Millisecond, Attempts: 1})
 	r.MartsRefreshed(1500*time.Millisecond, nil)
-	return pipeline.Result{Totals: store.RunTotals{DaysLoaded: 2, DaysNoData: 1, RowsLoaded: 146, RowsRejected: 4},
+	return etl.Result{Totals: etl.RunTotals{DaysLoaded: 2, DaysNoData: 1, RowsLoaded: 146, RowsRejected: 4},
 		Skipped: 4, NewestLoaded: day("2023-01-02")}
 }
 
 func TestPushes(t *testing.T) {
 	srv, pushes := fakeGateway(t)
-	run := store.Run{Mode: "backfill", ShardIndex: 1, ShardCount: 3}
+	run := etl.Run{Mode: "backfill", ShardIndex: 1, ShardCount: 3}
 	r, err := New(Options{URL: srv.URL, Job: "marketplace_etl", Username: "etl", Password: "s3cret", Timeout: time.Second,
 		Grouping: map[string]string{"env": "prod"}, Run: run, Version: "v1.2.3", ExitCode: exitCode, ProgressInterval: -1})
 	if err != nil {
@@ -162,12 +161,12 @@ func TestPushes(t *testing.T) {
 // keeps the previous one on the gateway.
 func TestFailureOmitsSuccessTimestamp(t *testing.T) {
 	srv, pushes := fakeGateway(t)
-	r, err := New(Options{URL: srv.URL, Job: "j", Run: store.Run{Mode: "run"}, ExitCode: exitCode, ProgressInterval: -1})
+	r, err := New(Options{URL: srv.URL, Job: "j", Run: etl.Run{Mode: "run"}, ExitCode: exitCode, ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// NewestLoaded zero: the database could not be read, keep the last value.
-	r.Finish(pipeline.Result{Totals: store.RunTotals{DaysFailed: 1}}, errors.New("data contract"), time.Now())
+	r.Finish(etl.Result{Totals: etl.RunTotals{DaysFailed: 1}}, errors.New("data contract"), time.Now())
 	ps := pushes()
 	f := ps[len(ps)-1].fams
 	if g := groupOf(ps[len(ps)-1].path); g != "job=j mode=run" {
@@ -192,11 +191,11 @@ func TestFailureOmitsSuccessTimestamp(t *testing.T) {
 
 func TestProgressPushes(t *testing.T) {
 	srv, pushes := fakeGateway(t)
-	r, err := New(Options{URL: srv.URL, Job: "j", Run: store.Run{Mode: "backfill"}, ProgressInterval: time.Nanosecond})
+	r, err := New(Options{URL: srv.URL, Job: "j", Run: etl.Run{Mode: "backfill"}, ProgressInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.DayFinished(pipeline.DayReport{Outcome: store.OutcomeLoaded})
+	r.DayFinished(etl.DayReport{Outcome: etl.Loaded})
 	ps := pushes()
 	if len(ps) != 2 || names(ps[1].fams) != "marketplace_etl_last_run_progress_timestamp_seconds" {
 		t.Fatalf("%d pushes, want the start and one progress push of the progress timestamp alone", len(ps))
@@ -224,13 +223,13 @@ func TestUnreachableGateway(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	start := time.Now()
 	r, err := New(Options{URL: "http://etl:pw-in-url@" + ln.Addr().String(), Job: "j", Password: "hunter2", Username: "etl",
-		Timeout: 200 * time.Millisecond, Run: store.Run{Mode: "run"}, Log: log, ProgressInterval: time.Nanosecond})
+		Timeout: 200 * time.Millisecond, Run: etl.Run{Mode: "run"}, Log: log, ProgressInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatalf("New must not fail for an unreachable gateway: %v", err)
 	}
 	// After the failed start push, progress pushes are off: days do not wait.
 	for range 20 {
-		r.DayFinished(pipeline.DayReport{Outcome: store.OutcomeLoaded})
+		r.DayFinished(etl.DayReport{Outcome: etl.Loaded})
 	}
 	r.Finish(aPass(r), nil, start)
 	if d := time.Since(start); d > 2*time.Second {
@@ -251,12 +250,12 @@ func TestUnreachableGateway(t *testing.T) {
 }
 
 func TestGroupingKey(t *testing.T) {
-	g, err := GroupingKey(store.Run{Mode: "backfill", ShardIndex: 2, ShardCount: 4}, map[string]string{"env": "prod"})
+	g, err := GroupingKey(etl.Run{Mode: "backfill", ShardIndex: 2, ShardCount: 4}, map[string]string{"env": "prod"})
 	if err != nil || len(g) != 3 || g["mode"] != "backfill" || g["shard"] != "2" || g["env"] != "prod" {
 		t.Errorf("GroupingKey = %v, %v", g, err)
 	}
 	for _, reserved := range []string{"job", "mode", "shard", "instance"} {
-		if _, err := GroupingKey(store.Run{Mode: "run"}, map[string]string{reserved: "x"}); err == nil {
+		if _, err := GroupingKey(etl.Run{Mode: "run"}, map[string]string{reserved: "x"}); err == nil {
 			t.Errorf("extra grouping label %q accepted", reserved)
 		}
 	}

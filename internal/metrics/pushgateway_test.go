@@ -108,14 +108,14 @@ func scrape(t *testing.T, gw string) map[string]*dto.MetricFamily {
 	return families(t, resp.Body, resp.Header)
 }
 
-type etl struct {
+type etlBinary struct {
 	t       *testing.T
 	dsn, gw string
 	api     string
 	db      *sql.DB
 }
 
-func (e *etl) run(extraEnv []string, args ...string) (int, string) {
+func (e *etlBinary) run(extraEnv []string, args ...string) (int, string) {
 	e.t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + e.dsn, "MARKETPLACE_API_URL=" + e.api,
@@ -132,7 +132,7 @@ func (e *etl) run(extraEnv []string, args ...string) (int, string) {
 	return 0, stderr.String()
 }
 
-func (e *etl) count(q string, args ...any) float64 {
+func (e *etlBinary) count(q string, args ...any) float64 {
 	e.t.Helper()
 	var n int64
 	if err := e.db.QueryRow(q, args...).Scan(&n); err != nil {
@@ -153,7 +153,7 @@ func TestPushgateway(t *testing.T) {
 	sim := httptest.NewServer(marketplace.NewSimulator(marketplace.SimConfig{RowsPerDay: 400, NullRate: 0.01,
 		FailDates: map[string]bool{"2023-01-06": true}}))
 	defer sim.Close()
-	e := &etl{t: t, dsn: dsn, gw: gw, api: sim.URL + "/data", db: db}
+	e := &etlBinary{t: t, dsn: dsn, gw: gw, api: sim.URL + "/data", db: db}
 	runGroup := map[string]string{"job": "marketplace_etl", "mode": "run", "env": "test"}
 
 	// 1. A good daily run.
@@ -282,7 +282,7 @@ func TestPushgatewayDownKeepsExitCode(t *testing.T) {
 	}
 	closed := "http://" + ln.Addr().String()
 	ln.Close() // nothing listens there any more: connection refused
-	e := &etl{t: t, dsn: dsn, gw: closed, api: sim.URL + "/data", db: db}
+	e := &etlBinary{t: t, dsn: dsn, gw: closed, api: sim.URL + "/data", db: db}
 	code, stderr := e.run([]string{"PUSHGATEWAY_USERNAME=etl", "PUSHGATEWAY_PASSWORD=hunter2"}, "run", "--date", "2023-01-05")
 	if code != 0 {
 		t.Fatalf("exit %d with the pushgateway down, want 0\n%s", code, stderr)
