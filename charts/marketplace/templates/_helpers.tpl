@@ -185,6 +185,13 @@ with extraVolumes/extraVolumeMounts).
 {{- end }}
 {{- end }}
 
+{{/*
+Start of every backfill Job's name (the range and a hash follow); the alert rules match it.
+*/}}
+{{- define "marketplace.backfill.namePrefix" -}}
+{{- printf "%s-backfill-" (include "marketplace.fullname" . | trunc 24 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "marketplace.mockApi.fullname" -}}
 {{- printf "%s-mockapi" (include "marketplace.fullname" .) }}
 {{- end }}
