@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/marketplace-etl/marketplace-etl/internal/store"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 )
 
 // Progress reports a pass day by day: one log line per day with its rows,
@@ -27,7 +27,7 @@ func (p *Progress) Start(n int) {
 }
 
 // Day reports day i (1-based) of the pass.
-func (p *Progress) Day(i int, r DayReport) {
+func (p *Progress) Day(i int, r etl.DayReport) {
 	p.rows += int64(r.Summary.Fetched)
 	elapsed := time.Since(p.start)
 	eta := time.Duration(0)
@@ -38,11 +38,11 @@ func (p *Progress) Day(i int, r DayReport) {
 	if s := r.Duration.Seconds(); s > 0 {
 		rate = float64(r.Summary.Fetched) / s
 	}
-	attrs := []any{"date", r.Date.Format(time.DateOnly), "outcome", string(r.Outcome),
+	attrs := []any{"date", r.Date.Format(time.DateOnly), "outcome", r.Outcome.String(),
 		"rows_loaded", r.Summary.Loaded, "rows_rejected", r.Summary.Rejected,
 		"rows_per_second", int(rate), "duration", r.Duration.Round(time.Millisecond),
 		"progress", fmt.Sprintf("%d/%d", i, p.total), "eta", eta.Round(time.Second)}
-	if r.Outcome == store.OutcomeFailed {
+	if r.Outcome == etl.Failed {
 		attrs = append(attrs, "err", r.Err)
 		p.Log.Error("day done", attrs...)
 	} else {
