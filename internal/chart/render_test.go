@@ -63,7 +63,7 @@ func cases(t *testing.T, chartDir string) []renderCase {
 		{name: "defaults", expect: []string{
 			"CronJob/rel-marketplace-daily", "StatefulSet/rel-marketplace-postgresql",
 			"Secret/rel-marketplace-postgresql", "Deployment/rel-marketplace-metabase",
-			"Job/rel-marketplace-metabase-setup", "Pod/rel-marketplace-test-check",
+			"Job/rel-marketplace-migrate", "CronJob/rel-marketplace-backfill", "Pod/rel-marketplace-test-check",
 			"ConfigMap/rel-marketplace-etl", "ConfigMap/rel-marketplace-postgresql-init",
 		}},
 		{name: "backfill-open-range", set: []string{"backfill.enabled=true", "backfill.from=2024-02-01"}},
