@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
@@ -72,7 +72,7 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		from = to.AddDate(0, 0, -cfg.CatchupDays)
 		plan.Days, plan.Always[to] = pipeline.Days(from, to), true
 	}
-	return pass(ctx, cfg, store.Run{Mode: "run", From: from, To: to, ShardCount: 1, Version: version}, plan, stderr)
+	return pass(ctx, cfg, etl.Run{Mode: "run", From: from, To: to, ShardCount: 1, Version: version}, plan, stderr)
 }
 
 func backfillCommand(ctx context.Context, args []string, stderr io.Writer) error {
@@ -126,11 +126,18 @@ func backfillCommand(ctx context.Context, args []string, stderr io.Writer) error
 		return usagef("shard index %d is not below shard count %d: expected 0 <= --shard-index < --shard-count", idx, cnt)
 	}
 	plan := pipeline.Plan{Days: pipeline.Shard(pipeline.Days(from, to), idx, cnt), Force: *force}
-	return pass(ctx, cfg, store.Run{Mode: "backfill", From: from, To: to, ShardIndex: idx, ShardCount: cnt, Version: version}, plan, stderr)
+	return pass(ctx, cfg, etl.Run{Mode: "backfill", From: from, To: to, ShardIndex: idx, ShardCount: cnt, Version: version}, plan, stderr)
 }
 
 // pass runs one ETL pass and maps its outcome to an exit code.
-func pass(ctx context.Context, cfg *config.Config, run store.Run, plan pipeline.Plan, stderr io.Writer) error {
+func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Plan, stderr io.Writer) error {
+	// On a terminal with text logs, one renderer owns stderr: the progress
+	// bar stays below the log lines instead of sharing a line with them.
+	var term *terminal
+	if isTerminal(stderr) && logFormat(stderr, cfg.LogFormat) == "text" {
+		term = &terminal{w: stderr}
+		stderr = term
+	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("mode", run.Mode)
 	started := time.Now()
 	rec, err := newRecorder(cfg, run, log)
@@ -140,7 +147,7 @@ func pass(ctx context.Context, cfg *config.Config, run store.Run, plan pipeline.
 	log.Info("pass starting", "version", version, "from", run.From.Format(time.DateOnly), "to", run.To.Format(time.DateOnly),
 		"days", len(plan.Days), "shard", fmt.Sprintf("%d/%d", run.ShardIndex, run.ShardCount), "api", cfg.APIURL,
 		"database", config.Redact(cfg.DatabaseURL))
-	res, err := execute(ctx, cfg, run, plan, rec, log)
+	res, err := execute(ctx, cfg, run, plan, rec, log, term)
 	code := ExitOK
 	switch {
 	case err != nil:
@@ -167,8 +174,8 @@ func pass(ctx context.Context, cfg *config.Config, run store.Run, plan pipeline.
 	return nil
 }
 
-func execute(ctx context.Context, cfg *config.Config, run store.Run, plan pipeline.Plan, rec recorder, log *slog.Logger) (pipeline.Result, error) {
-	var res pipeline.Result
+func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Plan, rec recorder, log *slog.Logger, term *terminal) (etl.Result, error) {
+	var res etl.Result
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return res, err
@@ -177,7 +184,7 @@ func execute(ctx context.Context, cfg *config.Config, run store.Run, plan pipeli
 	if err := prepareSchema(ctx, cfg, st); err != nil {
 		return res, err
 	}
-	api, err := marketplace.NewClient(cfg.APIURL, cfg.HTTPTimeout, rec)
+	api, err := marketplace.NewClient(cfg.APIURL, marketplace.Limits{Timeout: cfg.HTTPTimeout}, rec)
 	if err != nil {
 		return res, &exitError{ExitUsage, err}
 	}
@@ -186,12 +193,12 @@ func execute(ctx context.Context, cfg *config.Config, run store.Run, plan pipeli
 		return res, err
 	}
 	p := &pipeline.Pipeline{
-		Store: st, API: api, Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, cfg, log),
+		Store: pipeline.DBStore(st), API: pipeline.APISource(api), Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, cfg, log),
 		Settings: pipeline.Settings{MaxRejectRatio: cfg.MaxRejectRatio, Retries: cfg.HTTPRetries, Backoff: cfg.HTTPBackoff, MaxBackoff: cfg.HTTPMaxBackoff},
 		Progress: pipeline.Progress{Log: log},
 	}
-	if isTerminal(os.Stderr) && cfg.LogFormat != "json" {
-		p.Progress.Bar = os.Stderr
+	if term != nil {
+		p.Progress.Bar = term
 	}
 	res, runErr := p.Execute(ctx, runID, plan)
 	if newest, err := st.LatestLoadedDay(context.WithoutCancel(ctx)); err == nil {

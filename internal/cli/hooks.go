@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/marts"
 	"github.com/marketplace-etl/marketplace-etl/internal/metrics"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
@@ -16,19 +17,19 @@ import (
 type recorder interface {
 	pipeline.Recorder
 	ObserveRequest(code int, d time.Duration)
-	Finish(res pipeline.Result, err error, started time.Time)
+	Finish(res etl.Result, err error, started time.Time)
 }
 
 type nopRecorder struct{}
 
-func (nopRecorder) DayFinished(pipeline.DayReport)           {}
-func (nopRecorder) MartsRefreshed(time.Duration, error)      {}
-func (nopRecorder) ObserveRequest(int, time.Duration)        {}
-func (nopRecorder) Finish(pipeline.Result, error, time.Time) {}
+func (nopRecorder) DayFinished(etl.DayReport)           {}
+func (nopRecorder) MartsRefreshed(time.Duration, error) {}
+func (nopRecorder) ObserveRequest(int, time.Duration)   {}
+func (nopRecorder) Finish(etl.Result, error, time.Time) {}
 
 // newRecorder pushes the pass's metrics to the Pushgateway when
 // PUSHGATEWAY_URL is set.
-func newRecorder(cfg *config.Config, run store.Run, log *slog.Logger) (recorder, error) {
+func newRecorder(cfg *config.Config, run etl.Run, log *slog.Logger) (recorder, error) {
 	if cfg.PushgatewayURL == "" {
 		return nopRecorder{}, nil
 	}

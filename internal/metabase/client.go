@@ -141,19 +141,56 @@ func errorText(raw []byte) string {
 	return text
 }
 
-// ID is a Metabase object id. Most are numbers, but some lists hold
-// non-numeric ids (the root collection is "root"), which decode as 0.
+// ID is a Metabase object id: a JSON number, or a string of digits where
+// Metabase writes ids as object keys (permission graphs). Anything else is an
+// error, not a silent 0: a list that mixes in non-numeric ids (the "root"
+// collection) is decoded through rawID instead.
 type ID int
 
 func (id *ID) UnmarshalJSON(b []byte) error {
-	s := strings.Trim(string(b), `"`)
+	s := string(b)
+	if s == "null" {
+		return nil // encoding/json's convention: null leaves the value alone
+	}
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
 	n, err := strconv.Atoi(s)
 	if err != nil {
-		*id = 0
-		return nil
+		return fmt.Errorf("Metabase id %s: expected an integer", b)
 	}
 	*id = ID(n)
 	return nil
+}
+
+// rawID is an id that may be numeric or a name such as "root".
+type rawID json.RawMessage
+
+func (r *rawID) UnmarshalJSON(b []byte) error {
+	*r = append((*r)[:0], b...)
+	return nil
+}
+
+// numeric returns the id when it is a number.
+func (r rawID) numeric() (ID, bool) {
+	var id ID
+	if len(r) == 0 || r[0] == '"' || id.UnmarshalJSON(r) != nil {
+		return 0, false
+	}
+	return id, true
+}
+
+// getList GETs a list, bare or in the {"data": [...]} envelope.
+func getList[T any](ctx context.Context, c *client, path string) ([]T, error) {
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, path, nil, &raw); err != nil {
+		return nil, err
+	}
+	list, err := listOf[T](raw)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: decoding the list: %w", path, err)
+	}
+	return list, nil
 }
 
 // listOf decodes either a bare JSON array or the {"data": [...]} envelope

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/mail"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,9 +31,22 @@ type Config struct {
 	WarehouseDB       string `env:"MB_WAREHOUSE_DB"`
 	WarehouseUser     string `env:"MB_WAREHOUSE_USER"`
 	WarehousePassword string `env:"MB_WAREHOUSE_PASSWORD"`
-	WarehouseSSL      bool   `env:"MB_WAREHOUSE_SSL" envDefault:"false"`
+	// WarehouseSSL and WarehouseSSLMode are sent to Metabase only when set:
+	// left unset, Metabase keeps what it chose (SSL when the server offers
+	// it), and a later run never turns SSL off.
+	WarehouseSSL     string `env:"MB_WAREHOUSE_SSL"`
+	WarehouseSSLMode string `env:"MB_WAREHOUSE_SSLMODE"`
 
 	CollectionName string `env:"MB_COLLECTION_NAME" envDefault:"Marketplace analytics"`
+	// AnalystsGroup is the Metabase group that may write SQL on the
+	// warehouse; setup creates it when missing and never changes its members.
+	AnalystsGroup string `env:"MB_ANALYSTS_GROUP" envDefault:"Analysts"`
+	// AnonTracking is Metabase's anon-tracking-enabled setting, kept at this
+	// value on every run.
+	AnonTracking bool `env:"MB_ANON_TRACKING" envDefault:"false"`
+
+	// ssl is WarehouseSSL parsed, nil when unset.
+	ssl *bool
 
 	// pollInterval is the pause between readiness and sync polls; tests
 	// shorten it.
@@ -101,7 +116,35 @@ func (c *Config) validate() error {
 		return usageErrorf("MB_WAREHOUSE_PASSWORD is not set: expected the read-only role's password")
 	case strings.TrimSpace(c.CollectionName) == "":
 		return usageErrorf("MB_COLLECTION_NAME: expected a non-blank collection name")
+	case strings.TrimSpace(c.AnalystsGroup) == "" || c.AnalystsGroup == allUsersName || c.AnalystsGroup == "Administrators":
+		return usageErrorf("MB_ANALYSTS_GROUP=%q: expected the name of a group of its own (not All Users or Administrators), e.g. Analysts", c.AnalystsGroup)
 	}
+	return c.parseSSL()
+}
+
+// sslModes are the ssl-mode values of Metabase's postgres driver.
+var sslModes = []string{"allow", "prefer", "require", "verify-ca", "verify-full"}
+
+func (c *Config) parseSSL() error {
+	c.ssl = nil
+	if c.WarehouseSSL != "" {
+		on, err := strconv.ParseBool(c.WarehouseSSL)
+		if err != nil {
+			return usageErrorf("MB_WAREHOUSE_SSL=%q: expected true or false, or unset to let Metabase use SSL when the server offers it", c.WarehouseSSL)
+		}
+		c.ssl = &on
+	}
+	if c.WarehouseSSLMode == "" {
+		return nil
+	}
+	if !slices.Contains(sslModes, c.WarehouseSSLMode) {
+		return usageErrorf("MB_WAREHOUSE_SSLMODE=%q: expected one of %s", c.WarehouseSSLMode, strings.Join(sslModes, ", "))
+	}
+	if c.ssl != nil && !*c.ssl {
+		return usageErrorf("MB_WAREHOUSE_SSLMODE=%s with MB_WAREHOUSE_SSL=false: an SSL mode needs SSL; unset one of them", c.WarehouseSSLMode)
+	}
+	on := true
+	c.ssl = &on
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package metabase
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -26,8 +27,42 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.SetupTimeout != 10*time.Minute || cfg.WarehouseName != "Marketplace" || cfg.WarehousePort != 5432 ||
-		cfg.WarehouseSSL || cfg.CollectionName != "Marketplace analytics" || cfg.SiteName == "" || cfg.AdminFirstName == "" {
+		cfg.ssl != nil || cfg.WarehouseSSLMode != "" || cfg.CollectionName != "Marketplace analytics" || cfg.SiteName == "" ||
+		cfg.AdminFirstName == "" || cfg.AnalystsGroup != "Analysts" || cfg.AnonTracking {
 		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+// TestLoadConfigSSL: SSL is left to Metabase unless set; a mode implies it.
+func TestLoadConfigSSL(t *testing.T) {
+	for _, c := range []struct {
+		ssl, mode string
+		want      string // "", "true" or "false"
+	}{
+		{want: ""},
+		{ssl: "true", want: "true"},
+		{ssl: "false", want: "false"},
+		{mode: "verify-full", want: "true"},
+		{ssl: "true", mode: "require", want: "true"},
+	} {
+		env := baseEnv()
+		env["MB_WAREHOUSE_SSL"], env["MB_WAREHOUSE_SSLMODE"] = c.ssl, c.mode
+		cfg, err := LoadConfig(env)
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		got := ""
+		if cfg.ssl != nil {
+			got = fmt.Sprint(*cfg.ssl)
+		}
+		if got != c.want || wantDetails(cfg).SSLMode != c.mode {
+			t.Errorf("MB_WAREHOUSE_SSL=%q MB_WAREHOUSE_SSLMODE=%q: ssl %q, details %+v", c.ssl, c.mode, got, wantDetails(cfg))
+		}
+	}
+	env := baseEnv()
+	env["MB_WAREHOUSE_SSL"], env["MB_WAREHOUSE_SSLMODE"] = "false", "require"
+	if _, err := LoadConfig(env); !IsUsageError(err) || !strings.Contains(err.Error(), "MB_WAREHOUSE_SSLMODE=require with MB_WAREHOUSE_SSL=false") {
+		t.Errorf("an SSL mode with SSL off: got %v", err)
 	}
 }
 
@@ -52,6 +87,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{unset: "MB_WAREHOUSE_USER", want: "MB_WAREHOUSE_USER"},
 		{unset: "MB_WAREHOUSE_PASSWORD", want: "MB_WAREHOUSE_PASSWORD"},
 		{set: "MB_COLLECTION_NAME= ", want: "MB_COLLECTION_NAME"},
+		{set: "MB_WAREHOUSE_SSLMODE=strict", want: "MB_WAREHOUSE_SSLMODE=\"strict\": expected one of allow, prefer, require, verify-ca, verify-full"},
+		{set: "MB_ANALYSTS_GROUP=All Users", want: "MB_ANALYSTS_GROUP=\"All Users\""},
+		{set: "MB_ANALYSTS_GROUP=Administrators", want: "MB_ANALYSTS_GROUP"},
+		{set: "MB_ANON_TRACKING=off", want: "MB_ANON_TRACKING=\"off\": expected true or false"},
 	}
 	for _, c := range cases {
 		env := baseEnv()

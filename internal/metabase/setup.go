@@ -1,21 +1,24 @@
 // Package metabase provisions Metabase as code: it completes the first-time
 // setup (or logs in), registers the marketplace warehouse through a
-// read-only role, and creates or updates one collection of dashboards whose
-// cards are native SQL questions on the marts schema. Everything it creates
-// carries a stable key in its description, so a second run updates in place
-// and objects made by people are never touched.
+// read-only role with only the marts schema synced, sets the warehouse's and
+// the collection's permissions to a documented default, and creates or
+// updates one collection of dashboards whose cards are native SQL questions
+// on the marts schema. Everything it creates carries a stable key in its
+// description, so a second run updates in place and objects made by people
+// are never touched.
+//
+// plan.go decides (pure: desired and current state in, requests out),
+// api.go holds the typed API calls, and this file applies them in order.
 package metabase
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 )
@@ -23,13 +26,14 @@ import (
 // collectionKey is the marker key of the one collection setup manages.
 const collectionKey = "collection"
 
-// dateParameterID is the id of every dashboard's date filter; any string
-// unique within a dashboard will do, and a fixed one keeps URLs stable.
-const dateParameterID = "marketplace_date_range"
+// anonTrackingSetting is the setting Metabase reads for anonymous usage
+// tracking (POST /api/setup's prefs.allow_tracking is ignored by 0.56).
+const anonTrackingSetting = "anon-tracking-enabled"
 
 // Setup applies the dashboards to the Metabase in cfg. A UsageError
 // (IsUsageError) means the configuration or the admin credentials are wrong;
-// any other error is worth retrying later.
+// any other error is worth retrying later. Every dashboard is attempted even
+// when one fails; the error then names each failure.
 func Setup(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -63,23 +67,31 @@ func Setup(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := s.authenticate(ctx); err != nil {
 		return err
 	}
-	dbID, err := s.registerWarehouse(ctx)
+	defer s.logout()
+
+	s.attempt("tracking setting", s.applyTracking(ctx))
+	dbID, err := s.applyWarehouse(ctx)
 	if err != nil {
-		return err
+		return s.stop(err)
 	}
 	fields, err := s.waitForFields(ctx, dbID, dashboards)
 	if err != nil {
-		return err
+		return s.stop(err)
 	}
-	collID, err := s.ensureCollection(ctx)
+	collID, err := s.applyCollection(ctx)
 	if err != nil {
-		return err
+		return s.stop(err)
 	}
-	if err := s.applyDashboards(ctx, dbID, collID, fields, dashboards); err != nil {
-		return err
+	s.attempt("permissions", s.applyPermissions(ctx, dbID, collID))
+	s.applyDashboards(ctx, dbID, collID, fields, dashboards)
+
+	if len(s.failures) > 0 {
+		log.Error("metabase setup finished with failures", "failures", len(s.failures),
+			"created", s.created, "updated", s.updated, "archived", s.archived, "took", time.Since(start).Round(time.Millisecond))
+		return &stepsError{s.failures}
 	}
 	log.Info("metabase setup done", "url", cfg.URL, "collection_id", collID, "dashboards", len(dashboards),
-		"created", s.created, "updated", s.updated, "archived", s.archived, "took", time.Since(start).Round(time.Millisecond))
+		"created", s.created, "updated", s.updated, "unchanged", s.unchanged, "archived", s.archived, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -90,18 +102,66 @@ type setup struct {
 	interval time.Duration
 	deadline time.Time
 
-	created, updated, archived int
+	created, updated, unchanged, archived int
+	// failures are the steps that failed without stopping the run.
+	failures []error
 }
 
-// sleep waits one poll interval, or fails when ctx ends.
-func (s *setup) sleep(ctx context.Context) error {
-	t := time.NewTimer(s.interval)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// stepsError is the failures of a run that went on after them, on one line.
+type stepsError struct{ failures []error }
+
+func (e *stepsError) Error() string {
+	msgs := make([]string, len(e.failures))
+	for i, err := range e.failures {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("metabase setup: %d step(s) failed: %s", len(e.failures), strings.Join(msgs, "; "))
+}
+
+func (e *stepsError) Unwrap() []error { return e.failures }
+
+// stop is the error of a step the run cannot go on after, with the
+// failures recorded before it.
+func (s *setup) stop(err error) error {
+	if len(s.failures) == 0 {
+		return err
+	}
+	return &stepsError{append(s.failures, err)}
+}
+
+// attempt records the failure of a step the run goes on after.
+func (s *setup) attempt(step string, err error) {
+	if err != nil {
+		s.log.Error("metabase setup step failed", "step", step, "err", err)
+		s.failures = append(s.failures, err)
+	}
+}
+
+// poll calls check until it reports done, an error, the context ends or
+// MB_SETUP_TIMEOUT passes; what says what is not done yet (in the log and
+// the errors), and check's last message why.
+func (s *setup) poll(ctx context.Context, what string, check func(ctx context.Context) (done bool, last string, err error)) error {
+	for attempt := 1; ; attempt++ {
+		done, last, err := check(ctx)
+		if err != nil || done {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		if time.Now().Add(s.interval).After(s.deadline) {
+			return fmt.Errorf("%s within MB_SETUP_TIMEOUT=%s (last: %s)", what, s.cfg.SetupTimeout, last)
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			s.log.Info("waiting for metabase", "pending", what, "last", last)
+		}
+		t := time.NewTimer(s.interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-t.C:
+		}
 	}
 }
 
@@ -109,73 +169,46 @@ func (s *setup) sleep(ctx context.Context) error {
 // fresh Metabase takes minutes to migrate its own database and answers 503
 // meanwhile, and in Kubernetes it may not even be listening yet.
 func (s *setup) waitHealthy(ctx context.Context) error {
-	var last string
-	for attempt := 1; ; attempt++ {
+	attempts := 0
+	err := s.poll(ctx, fmt.Sprintf("Metabase at %s was not ready", s.cfg.URL), func(ctx context.Context) (bool, string, error) {
+		attempts++
 		reqCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var h struct {
-			Status string `json:"status"`
-		}
-		err := s.c.do(reqCtx, http.MethodGet, "/api/health", nil, &h)
-		cancel()
-		if err == nil && h.Status == "ok" {
-			s.log.Info("metabase is ready", "url", s.cfg.URL, "attempts", attempt)
-			return nil
-		}
+		defer cancel()
+		status, err := s.c.health(reqCtx)
 		switch {
 		case err != nil:
-			last = err.Error()
-		default:
-			last = fmt.Sprintf("status %q", h.Status)
+			return false, err.Error(), nil
+		case status != "ok":
+			return false, fmt.Sprintf("status %q", status), nil
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("waiting for Metabase at %s: %w", s.cfg.URL, ctx.Err())
-		}
-		if time.Now().Add(s.interval).After(s.deadline) {
-			return fmt.Errorf("Metabase at %s was not ready within MB_SETUP_TIMEOUT=%s (last answer: %s)", s.cfg.URL, s.cfg.SetupTimeout, last)
-		}
-		if attempt == 1 || attempt%10 == 0 {
-			s.log.Info("waiting for metabase", "url", s.cfg.URL, "last", last)
-		}
-		if err := s.sleep(ctx); err != nil {
-			return fmt.Errorf("waiting for Metabase at %s: %w", s.cfg.URL, err)
-		}
+		return true, "", nil
+	})
+	if err == nil {
+		s.log.Info("metabase is ready", "url", s.cfg.URL, "attempts", attempts)
 	}
+	return err
 }
 
 // authenticate completes the first-time setup with the admin from the
 // Secret when Metabase has no user yet, and logs in otherwise.
 func (s *setup) authenticate(ctx context.Context) error {
-	var props struct {
-		HasUserSetup bool   `json:"has-user-setup"`
-		SetupToken   string `json:"setup-token"`
-	}
-	if err := s.c.do(ctx, http.MethodGet, "/api/session/properties", nil, &props); err != nil {
+	props, err := s.c.sessionProperties(ctx)
+	if err != nil {
 		return fmt.Errorf("reading Metabase's session properties: %w", err)
 	}
 	if !props.HasUserSetup && props.SetupToken != "" {
-		body := map[string]any{
-			"token": props.SetupToken,
-			"user": map[string]any{
-				"email":      s.cfg.AdminEmail,
-				"password":   s.cfg.AdminPassword,
-				"first_name": s.cfg.AdminFirstName,
-				"last_name":  s.cfg.AdminLastName,
-				"site_name":  s.cfg.SiteName,
+		session, err := s.c.setup(ctx, setupRequest{
+			Token: props.SetupToken,
+			User: setupUser{
+				Email: s.cfg.AdminEmail, Password: s.cfg.AdminPassword,
+				FirstName: s.cfg.AdminFirstName, LastName: s.cfg.AdminLastName, SiteName: s.cfg.SiteName,
 			},
-			"prefs": map[string]any{
-				"site_name":      s.cfg.SiteName,
-				"site_locale":    "en",
-				"allow_tracking": false,
-			},
-		}
-		var sess struct {
-			ID string `json:"id"`
-		}
-		err := s.c.do(ctx, http.MethodPost, "/api/setup", body, &sess)
+			Prefs: setupPrefs{SiteName: s.cfg.SiteName, SiteLocale: "en"},
+		})
 		var apiErr *APIError
 		switch {
-		case err == nil && sess.ID != "":
-			s.c.session = sess.ID
+		case err == nil && session != "":
+			s.c.session = session
 			s.log.Info("completed metabase first-time setup", "admin", s.cfg.AdminEmail)
 			return nil
 		case err == nil:
@@ -190,63 +223,60 @@ func (s *setup) authenticate(ctx context.Context) error {
 			return fmt.Errorf("completing Metabase's first-time setup: %w", err)
 		}
 	}
-	return s.login(ctx)
-}
-
-func (s *setup) login(ctx context.Context) error {
-	var sess struct {
-		ID string `json:"id"`
-	}
-	err := s.c.do(ctx, http.MethodPost, "/api/session",
-		map[string]string{"username": s.cfg.AdminEmail, "password": s.cfg.AdminPassword}, &sess)
+	session, err := s.c.login(ctx, s.cfg.AdminEmail, s.cfg.AdminPassword)
 	var apiErr *APIError
-	if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized {
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized:
 		return usageErrorf("Metabase rejected the admin credentials MB_ADMIN_EMAIL=%q / MB_ADMIN_PASSWORD (%s)", s.cfg.AdminEmail, apiErr.Message)
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("logging in to Metabase as %s: %w", s.cfg.AdminEmail, err)
-	}
-	if sess.ID == "" {
+	case session == "":
 		return fmt.Errorf("logging in to Metabase as %s: the answer held no session id", s.cfg.AdminEmail)
 	}
-	s.c.session = sess.ID
+	s.c.session = session
 	s.log.Info("logged in to metabase", "admin", s.cfg.AdminEmail)
 	return nil
 }
 
-// registerWarehouse creates or updates the Metabase database named
-// MB_WAREHOUSE_NAME and starts a schema sync, returning its id.
-func (s *setup) registerWarehouse(ctx context.Context) (ID, error) {
-	var raw json.RawMessage
-	if err := s.c.do(ctx, http.MethodGet, "/api/database", nil, &raw); err != nil {
-		return 0, fmt.Errorf("listing Metabase databases: %w", err)
+// logout ends the session, even when the run failed or was cancelled.
+func (s *setup) logout() {
+	if s.c.session == "" {
+		return
 	}
-	dbs, err := listOf[struct {
-		ID   ID     `json:"id"`
-		Name string `json:"name"`
-	}](raw)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.c.logout(ctx); err != nil {
+		s.log.Warn("logging out of metabase", "err", err)
+		return
+	}
+	s.c.session = ""
+}
+
+// applyTracking keeps anon-tracking-enabled at MB_ANON_TRACKING, writing it
+// only when it differs.
+func (s *setup) applyTracking(ctx context.Context) error {
+	have, err := s.c.setting(ctx, anonTrackingSetting)
 	if err != nil {
-		return 0, fmt.Errorf("decoding Metabase's database list: %w", err)
+		return fmt.Errorf("reading Metabase's %s setting: %w", anonTrackingSetting, err)
 	}
-	body := map[string]any{
-		"name":   s.cfg.WarehouseName,
-		"engine": "postgres",
-		"details": map[string]any{
-			"host":             s.cfg.WarehouseHost,
-			"port":             s.cfg.WarehousePort,
-			"dbname":           s.cfg.WarehouseDB,
-			"user":             s.cfg.WarehouseUser,
-			"password":         s.cfg.WarehousePassword,
-			"ssl":              s.cfg.WarehouseSSL,
-			"tunnel-enabled":   false,
-			"advanced-options": false,
-		},
-		"is_full_sync":     true,
-		"is_on_demand":     false,
-		"auto_run_queries": true,
+	want, _ := json.Marshal(s.cfg.AnonTracking)
+	if jsonEqual(have, want) || (!s.cfg.AnonTracking && jsonEqual(have, []byte("null"))) {
+		return nil
 	}
-	var db struct {
-		ID ID `json:"id"`
+	if err := s.c.setSetting(ctx, anonTrackingSetting, s.cfg.AnonTracking); err != nil {
+		return fmt.Errorf("setting Metabase's %s to %t (MB_ANON_TRACKING): %w", anonTrackingSetting, s.cfg.AnonTracking, err)
+	}
+	s.updated++
+	s.log.Info("set metabase setting", "setting", anonTrackingSetting, "value", s.cfg.AnonTracking)
+	return nil
+}
+
+// applyWarehouse creates or updates the Metabase database named
+// MB_WAREHOUSE_NAME and starts a schema sync, returning its id.
+func (s *setup) applyWarehouse(ctx context.Context) (ID, error) {
+	dbs, err := s.c.databases(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("listing Metabase databases: %w", err)
 	}
 	var id ID
 	for _, d := range dbs {
@@ -256,425 +286,280 @@ func (s *setup) registerWarehouse(ctx context.Context) (ID, error) {
 		}
 	}
 	where := fmt.Sprintf("%s:%d/%s as %s", s.cfg.WarehouseHost, s.cfg.WarehousePort, s.cfg.WarehouseDB, s.cfg.WarehouseUser)
+	logAttrs := []any{"name", s.cfg.WarehouseName, "host", s.cfg.WarehouseHost, "db", s.cfg.WarehouseDB, "user", s.cfg.WarehouseUser}
 	if id == 0 {
-		// Metabase tests the connection before saving, so a wrong host or
-		// role fails here, with Metabase's reason.
-		if err := s.c.do(ctx, http.MethodPost, "/api/database", body, &db); err != nil {
+		db, err := s.c.createDatabase(ctx, planDatabaseCreate(s.cfg))
+		if err != nil {
 			return 0, fmt.Errorf("adding the warehouse %q (%s) to Metabase: %w", s.cfg.WarehouseName, where, err)
+		}
+		if db.ID <= 0 {
+			return 0, errors.New("registering the warehouse in Metabase: the answer held no database id")
 		}
 		id = db.ID
 		s.created++
-		s.log.Info("registered warehouse in metabase", "database_id", id, "name", s.cfg.WarehouseName, "host", s.cfg.WarehouseHost, "db", s.cfg.WarehouseDB, "user", s.cfg.WarehouseUser)
+		s.log.Info("registered warehouse in metabase", append([]any{"database_id", id}, logAttrs...)...)
 	} else {
-		if err := s.c.do(ctx, http.MethodPut, fmt.Sprintf("/api/database/%d", id), body, &db); err != nil {
+		current, err := s.c.database(ctx, id)
+		if err != nil {
+			return 0, fmt.Errorf("reading the warehouse %q (id %d) from Metabase: %w", s.cfg.WarehouseName, id, err)
+		}
+		req, changed := planDatabaseUpdate(s.cfg, current.Details)
+		if err := s.c.updateDatabase(ctx, id, req); err != nil {
 			return 0, fmt.Errorf("updating the warehouse %q (%s) in Metabase: %w", s.cfg.WarehouseName, where, err)
 		}
-		s.updated++
-		s.log.Info("updated warehouse in metabase", "database_id", id, "name", s.cfg.WarehouseName, "host", s.cfg.WarehouseHost, "db", s.cfg.WarehouseDB, "user", s.cfg.WarehouseUser)
+		if len(changed) > 0 {
+			s.updated++
+			s.log.Info("updated warehouse in metabase", append([]any{"database_id", id, "changed", strings.Join(changed, ",")}, logAttrs...)...)
+		} else {
+			s.unchanged++
+		}
 	}
-	if id <= 0 {
-		return 0, errors.New("registering the warehouse in Metabase: the answer held no database id")
-	}
-	if err := s.c.do(ctx, http.MethodPost, fmt.Sprintf("/api/database/%d/sync_schema", id), map[string]any{}, nil); err != nil {
+	if err := s.c.syncSchema(ctx, id); err != nil {
 		return 0, fmt.Errorf("starting Metabase's schema sync of the warehouse: %w", err)
 	}
 	return id, nil
 }
 
-// fieldRef names a column the way a date filter refers to it.
-type fieldRef struct{ schema, table, column string }
-
-func (f fieldRef) String() string { return f.schema + "." + f.table + "." + f.column }
-
 // waitForFields waits until Metabase's (asynchronous) sync knows every
 // column a date filter points at, and returns their field ids: a field
 // filter is bound to a Metabase field id, not to a column name.
 func (s *setup) waitForFields(ctx context.Context, dbID ID, dashboards []Dashboard) (map[fieldRef]ID, error) {
-	need := map[fieldRef]bool{}
-	for _, d := range dashboards {
-		for _, c := range d.Cards {
-			if t := c.DateTag; t != nil {
-				need[fieldRef{t.Schema, t.Table, t.Column}] = true
-			}
-		}
-	}
-	if len(need) == 0 {
-		return map[fieldRef]ID{}, nil
-	}
-	for attempt := 1; ; attempt++ {
-		var meta struct {
-			Tables []struct {
-				Schema string `json:"schema"`
-				Name   string `json:"name"`
-				Fields []struct {
-					ID   ID     `json:"id"`
-					Name string `json:"name"`
-				} `json:"fields"`
-			} `json:"tables"`
-		}
-		if err := s.c.do(ctx, http.MethodGet, fmt.Sprintf("/api/database/%d/metadata?include_hidden=true", dbID), nil, &meta); err != nil {
-			return nil, fmt.Errorf("reading the warehouse's metadata from Metabase: %w", err)
-		}
-		found := map[fieldRef]ID{}
-		for _, t := range meta.Tables {
-			for _, f := range t.Fields {
-				ref := fieldRef{t.Schema, t.Name, f.Name}
-				if need[ref] {
-					found[ref] = f.ID
-				}
-			}
+	need := neededFields(dashboards)
+	var found map[fieldRef]ID
+	err := s.poll(ctx, "Metabase's sync of the warehouse did not find the marts' date columns", func(ctx context.Context) (bool, string, error) {
+		meta, err := s.c.metadata(ctx, dbID)
+		if err != nil {
+			return false, "", fmt.Errorf("reading the warehouse's metadata from Metabase: %w", err)
 		}
 		var missing []string
-		for ref := range need {
-			if _, ok := found[ref]; !ok {
-				missing = append(missing, ref.String())
-			}
+		found, missing = findFields(meta, need)
+		if len(missing) > 0 {
+			return false, "missing " + strings.Join(missing, ", ") +
+				" (have the migrations run, and may MB_WAREHOUSE_USER read schema marts?)", nil
 		}
-		if len(missing) == 0 {
-			s.log.Info("metabase has synced the marts", "fields", len(found))
-			return found, nil
-		}
-		sort.Strings(missing)
-		if time.Now().Add(s.interval).After(s.deadline) {
-			return nil, fmt.Errorf("Metabase's sync of the warehouse did not find %s within MB_SETUP_TIMEOUT=%s: have the migrations run, and may MB_WAREHOUSE_USER read schema marts?",
-				strings.Join(missing, ", "), s.cfg.SetupTimeout)
-		}
-		if attempt == 1 || attempt%10 == 0 {
-			s.log.Info("waiting for metabase to sync the warehouse", "missing", strings.Join(missing, ","))
-		}
-		if err := s.sleep(ctx); err != nil {
-			return nil, fmt.Errorf("waiting for Metabase's schema sync: %w", err)
-		}
+		return true, "", nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	s.log.Info("metabase has synced the marts", "fields", len(found))
+	return found, nil
 }
 
-// ensureCollection finds the collection by its marker (not its name, which
+// applyCollection finds the collection by its marker (not its name, which
 // a person may share or change) and creates or updates it.
-func (s *setup) ensureCollection(ctx context.Context) (ID, error) {
-	var raw json.RawMessage
-	if err := s.c.do(ctx, http.MethodGet, "/api/collection", nil, &raw); err != nil {
+func (s *setup) applyCollection(ctx context.Context) (ID, error) {
+	colls, err := s.c.collections(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("listing Metabase collections: %w", err)
 	}
-	colls, err := listOf[struct {
-		ID          ID     `json:"id"`
-		Description string `json:"description"`
-	}](raw)
-	if err != nil {
-		return 0, fmt.Errorf("decoding Metabase's collection list: %w", err)
-	}
-	body := map[string]any{
-		"name":        s.cfg.CollectionName,
-		"description": describe("Dashboards provisioned by marketplace-etl metabase-setup from internal/metabase/dashboards in its repository. Changes made here by hand are overwritten on the next run; save your own questions elsewhere.", collectionKey),
+	req := collectionRequest{
+		Name:        s.cfg.CollectionName,
+		Description: describe("Dashboards provisioned by marketplace-etl metabase-setup from internal/metabase/dashboards in its repository. Changes made here by hand are overwritten on the next run; save your own questions elsewhere.", collectionKey),
 	}
 	var id ID
 	for _, c := range colls {
-		if c.ID > 0 && markerOf(c.Description) == collectionKey && (id == 0 || c.ID < id) {
-			id = c.ID
+		if cid, ok := c.ID.numeric(); ok && cid > 0 && markerOf(c.Description) == collectionKey && (id == 0 || cid < id) {
+			id = cid
 		}
 	}
 	if id == 0 {
-		body["parent_id"] = nil
-		var coll struct {
-			ID ID `json:"id"`
-		}
-		if err := s.c.do(ctx, http.MethodPost, "/api/collection", body, &coll); err != nil {
+		id, err = s.c.createCollection(ctx, req)
+		if err != nil {
 			return 0, fmt.Errorf("creating the Metabase collection %q: %w", s.cfg.CollectionName, err)
 		}
 		s.created++
-		s.log.Info("created metabase collection", "collection_id", coll.ID, "name", s.cfg.CollectionName)
-		return coll.ID, nil
+		s.log.Info("created metabase collection", "collection_id", id, "name", s.cfg.CollectionName)
+		return id, nil
 	}
-	body["archived"] = false
-	if err := s.c.do(ctx, http.MethodPut, fmt.Sprintf("/api/collection/%d", id), body, nil); err != nil {
+	notArchived := false
+	req.Archived = &notArchived
+	if err := s.c.updateCollection(ctx, id, req); err != nil {
 		return 0, fmt.Errorf("updating the Metabase collection %q: %w", s.cfg.CollectionName, err)
 	}
 	s.updated++
 	return id, nil
 }
 
-// item is an entry of a collection's item list.
-type item struct {
-	ID          ID     `json:"id"`
-	Model       string `json:"model"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-}
-
-// ownItems lists the cards and dashboards in the collection that carry our
-// marker, by key; extra copies of a key (left by two runs racing) come back
-// separately so they can be archived.
-func (s *setup) ownItems(ctx context.Context, collID ID) (cards, dashboards map[string]ID, extra []item, err error) {
-	var raw json.RawMessage
-	path := fmt.Sprintf("/api/collection/%d/items?models=card&models=dashboard", collID)
-	if err := s.c.do(ctx, http.MethodGet, path, nil, &raw); err != nil {
-		return nil, nil, nil, fmt.Errorf("listing the items of the Metabase collection: %w", err)
-	}
-	items, err := listOf[item](raw)
+// applyPermissions sets the warehouse's data permissions and the
+// collection's permissions for All Users and the analysts group.
+func (s *setup) applyPermissions(ctx context.Context, dbID, collID ID) error {
+	list, err := s.c.groups(ctx)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("decoding the items of the Metabase collection: %w", err)
+		return fmt.Errorf("listing Metabase permission groups: %w", err)
 	}
-	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
-	cards, dashboards = map[string]ID{}, map[string]ID{}
-	for _, it := range items {
-		if it.Description == "" && (it.Model == "card" || it.Model == "dashboard") {
-			// Not every Metabase version puts descriptions in the item list;
-			// read the object itself (only GET: it may be a person's).
-			var full struct {
-				Description string `json:"description"`
-			}
-			if err := s.c.do(ctx, http.MethodGet, fmt.Sprintf("/api/%s/%d", it.Model, it.ID), nil, &full); err != nil {
-				return nil, nil, nil, fmt.Errorf("reading %s %d of the Metabase collection: %w", it.Model, it.ID, err)
-			}
-			it.Description = full.Description
-		}
-		key := markerOf(it.Description)
-		if key == "" {
-			continue // made by a person: not ours to touch
-		}
-		var m map[string]ID
-		switch it.Model {
-		case "card":
-			m = cards
-		case "dashboard":
-			m = dashboards
-		default:
-			continue
-		}
-		if _, dup := m[key]; dup {
-			extra = append(extra, it)
-			continue
-		}
-		m[key] = it.ID
+	g := findGroups(list, s.cfg.AnalystsGroup)
+	if g.allUsers == 0 {
+		return errors.New("setting Metabase permissions: no All Users group in GET /api/permissions/group")
 	}
-	return cards, dashboards, extra, nil
-}
-
-func (s *setup) applyDashboards(ctx context.Context, dbID, collID ID, fields map[fieldRef]ID, dashboards []Dashboard) error {
-	haveCards, haveDashes, extra, err := s.ownItems(ctx, collID)
+	if g.analysts == 0 {
+		created, err := s.c.createGroup(ctx, s.cfg.AnalystsGroup)
+		if err != nil {
+			return fmt.Errorf("creating the Metabase group %q (MB_ANALYSTS_GROUP): %w", s.cfg.AnalystsGroup, err)
+		}
+		g.analysts = created.ID
+		s.created++
+		s.log.Info("created metabase group", "group_id", g.analysts, "name", s.cfg.AnalystsGroup)
+	}
+	err = applyGraph(ctx, s, "data permissions of the warehouse",
+		func(ctx context.Context) (dataGraph, error) { return s.c.dataGraph(ctx, dbID) },
+		func(graph dataGraph) *dataGraphUpdate { return planDataPermissions(graph, dbID, g) },
+		s.c.putDataGraph)
 	if err != nil {
 		return err
 	}
-	wantCards := map[string]bool{}
-	wantDashes := map[string]bool{}
-	for _, d := range dashboards {
-		wantDashes[d.Key] = true
-		cardIDs := map[string]ID{}
-		for _, c := range d.Cards {
-			wantCards[c.Key] = true
-			id, err := s.upsertCard(ctx, haveCards[c.Key], c, dbID, collID, fields)
-			if err != nil {
-				return err
-			}
-			cardIDs[c.Key] = id
+	return applyGraph(ctx, s, "permissions of the collection", s.c.collectionGraph,
+		func(graph collectionGraph) *collectionGraph { return planCollectionPermissions(graph, collID, g) },
+		s.c.putCollectionGraph)
+}
+
+// applyGraph reads a permissions graph, plans and PUTs the differences.
+// Metabase refuses a PUT whose revision is stale (409: someone changed
+// permissions meanwhile); the graph is then read and planned once more.
+func applyGraph[G, U any](ctx context.Context, s *setup, what string, read func(context.Context) (G, error), plan func(G) *U, put func(context.Context, U) error) error {
+	attempt := func() error {
+		graph, err := read(ctx)
+		if err != nil {
+			return fmt.Errorf("reading Metabase's %s: %w", what, err)
 		}
-		if err := s.upsertDashboard(ctx, haveDashes[d.Key], d, collID, cardIDs); err != nil {
-			return err
+		upd := plan(graph)
+		if upd == nil {
+			return nil
+		}
+		if err := put(ctx, *upd); err != nil {
+			return fmt.Errorf("setting Metabase's %s: %w", what, err)
+		}
+		s.updated++
+		s.log.Info("set metabase permissions", "of", what)
+		return nil
+	}
+	err := attempt()
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict {
+		err = attempt()
+	}
+	return err
+}
+
+// collectionItems lists the collection's items, reading a description the
+// list left out (some Metabase versions do).
+func (s *setup) collectionItems(ctx context.Context, collID ID) ([]item, error) {
+	items, err := s.c.collectionItems(ctx, collID)
+	if err != nil {
+		return nil, fmt.Errorf("listing the items of the Metabase collection: %w", err)
+	}
+	for i, it := range items {
+		if it.Description != "" || (it.Model != "card" && it.Model != "dashboard") {
+			continue
+		}
+		desc, err := s.c.description(ctx, it.Model, it.ID)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s %d of the Metabase collection: %w", it.Model, it.ID, err)
+		}
+		items[i].Description = desc
+	}
+	return items, nil
+}
+
+// applyDashboards applies every dashboard, going on after a failure, then
+// archives stale objects. Failures are recorded in s.failures.
+func (s *setup) applyDashboards(ctx context.Context, dbID, collID ID, fields map[fieldRef]ID, dashboards []Dashboard) {
+	items, err := s.collectionItems(ctx, collID)
+	if err != nil {
+		s.attempt("collection items", err)
+		return
+	}
+	o := planItems(items, dashboards)
+	for _, d := range dashboards {
+		if err := s.applyDashboard(ctx, d, o, dbID, collID, fields); err != nil {
+			s.attempt("dashboard "+d.Key, fmt.Errorf("dashboard %s: %w", d.Key, err))
 		}
 	}
 	// Cards and dashboards we made whose definitions were removed from the
 	// repository, and duplicates, are archived (not deleted): a person can
 	// still restore them from the trash.
-	for key, id := range haveDashes {
-		if !wantDashes[key] {
-			extra = append(extra, item{ID: id, Model: "dashboard", Description: marker(key)})
-		}
-	}
-	for key, id := range haveCards {
-		if !wantCards[key] {
-			extra = append(extra, item{ID: id, Model: "card", Description: marker(key)})
-		}
-	}
-	for _, it := range extra {
-		path := fmt.Sprintf("/api/%s/%d", it.Model, it.ID)
-		if err := s.c.do(ctx, http.MethodPut, path, map[string]any{"archived": true}, nil); err != nil {
-			return fmt.Errorf("archiving the stale %s %s (id %d): %w", it.Model, markerOf(it.Description), it.ID, err)
+	for _, it := range o.archive {
+		if err := s.c.archive(ctx, it.Model, it.ID); err != nil {
+			s.attempt("archive", fmt.Errorf("archiving the stale %s %s (id %d): %w", it.Model, markerOf(it.Description), it.ID, err))
+			continue
 		}
 		s.archived++
 		s.log.Info("archived stale metabase object", "model", it.Model, "id", it.ID, "key", markerOf(it.Description))
 	}
+}
+
+func (s *setup) applyDashboard(ctx context.Context, d Dashboard, o owned, dbID, collID ID, fields map[fieldRef]ID) error {
+	cardIDs := map[string]ID{}
+	for _, c := range d.Cards {
+		id, err := s.applyCard(ctx, o.cards[c.Key], c, dbID, collID, fields)
+		if err != nil {
+			return err
+		}
+		cardIDs[c.Key] = id
+	}
+	req := planDashboard(d, collID)
+	id := o.dashboards[d.Key]
+	var current dashboardState
+	var err error
+	if id == 0 {
+		current, err = s.c.createDashboard(ctx, req)
+		if err == nil && current.ID <= 0 {
+			err = errors.New("the answer held no id")
+		}
+		if err != nil {
+			return fmt.Errorf("creating the Metabase dashboard: %w", err)
+		}
+		id = current.ID
+		s.created++
+		s.log.Info("created metabase dashboard", "key", d.Key, "dashboard_id", id)
+	} else {
+		// The answer to this PUT is the dashboard's current dashcards and
+		// tabs: no GET, which Metabase would count as a view.
+		notArchived := false
+		req.Archived = &notArchived
+		current, err = s.c.updateDashboard(ctx, id, req)
+		if err != nil {
+			return fmt.Errorf("updating the Metabase dashboard (id %d): %w", id, err)
+		}
+	}
+	layout, err := planDashcards(d, cardIDs, current)
+	if err != nil {
+		return err
+	}
+	if layout == nil {
+		s.unchanged++
+	} else {
+		if _, err := s.c.updateDashboard(ctx, id, layout); err != nil {
+			return fmt.Errorf("laying out the cards of the Metabase dashboard (id %d): %w", id, err)
+		}
+		s.updated++
+	}
+	s.log.Info("metabase dashboard ready", "key", d.Key, "cards", len(d.Cards), "tabs", len(current.Tabs), "url", dashboardURL(s.cfg.URL, id))
 	return nil
 }
 
-// stableID derives a UUID-shaped id from a name, so template tags keep their
-// ids from run to run and saved filter values stay valid.
-func stableID(name string) string {
-	h := sha1.Sum([]byte("marketplace-etl/" + name))
-	h[6] = (h[6] & 0x0f) | 0x50 // version 5
-	h[8] = (h[8] & 0x3f) | 0x80 // RFC 4122 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
-}
-
-// cardBody is the POST/PUT /api/card body of a native SQL question.
-func cardBody(c Card, dbID, collID ID, fields map[fieldRef]ID) (map[string]any, error) {
-	tags := map[string]any{}
-	params := []any{}
-	if t := c.DateTag; t != nil {
-		fieldID, ok := fields[fieldRef{t.Schema, t.Table, t.Column}]
-		if !ok {
-			return nil, fmt.Errorf("card %s: Metabase has no field %s.%s.%s", c.Key, t.Schema, t.Table, t.Column)
-		}
-		tagID := stableID(c.Key + "/" + t.Tag)
-		tags[t.Tag] = map[string]any{
-			"id":           tagID,
-			"name":         t.Tag,
-			"display-name": "Date",
-			"type":         "dimension",
-			"dimension":    []any{"field", int(fieldID), nil},
-			"widget-type":  "date/all-options",
-			"required":     false,
-		}
-		params = append(params, map[string]any{
-			"id":     tagID,
-			"type":   "date/all-options",
-			"target": []any{"dimension", []any{"template-tag", t.Tag}},
-			"name":   "Date",
-			"slug":   t.Tag,
-		})
-	}
-	vis := c.Visualization
-	if vis == nil {
-		vis = map[string]any{}
-	}
-	return map[string]any{
-		"name":                   c.Name,
-		"description":            describe(c.Description, c.Key),
-		"display":                c.Display,
-		"visualization_settings": vis,
-		"collection_id":          int(collID),
-		"parameters":             params,
-		"dataset_query": map[string]any{
-			"type":     "native",
-			"database": int(dbID),
-			"native": map[string]any{
-				"query":         strings.TrimSpace(c.SQL),
-				"template-tags": tags,
-			},
-		},
-	}, nil
-}
-
-func (s *setup) upsertCard(ctx context.Context, id ID, c Card, dbID, collID ID, fields map[fieldRef]ID) (ID, error) {
-	body, err := cardBody(c, dbID, collID, fields)
+func (s *setup) applyCard(ctx context.Context, id ID, c Card, dbID, collID ID, fields map[fieldRef]ID) (ID, error) {
+	req, err := planCard(c, dbID, collID, fields)
 	if err != nil {
 		return 0, err
 	}
 	if id > 0 {
-		body["archived"] = false
-		if err := s.c.do(ctx, http.MethodPut, fmt.Sprintf("/api/card/%d", id), body, nil); err != nil {
+		notArchived := false
+		req.Archived = &notArchived
+		if err := s.c.updateCard(ctx, id, req); err != nil {
 			return 0, fmt.Errorf("updating the Metabase card %s (id %d): %w", c.Key, id, err)
 		}
 		s.updated++
 		s.log.Debug("updated metabase card", "key", c.Key, "card_id", id)
 		return id, nil
 	}
-	var card struct {
-		ID ID `json:"id"`
-	}
-	if err := s.c.do(ctx, http.MethodPost, "/api/card", body, &card); err != nil {
+	id, err = s.c.createCard(ctx, req)
+	if err != nil {
 		return 0, fmt.Errorf("creating the Metabase card %s: %w", c.Key, err)
 	}
-	if card.ID <= 0 {
-		return 0, fmt.Errorf("creating the Metabase card %s: the answer held no id", c.Key)
-	}
 	s.created++
-	s.log.Info("created metabase card", "key", c.Key, "card_id", card.ID)
-	return card.ID, nil
-}
-
-func (s *setup) upsertDashboard(ctx context.Context, id ID, d Dashboard, collID ID, cardIDs map[string]ID) error {
-	params := []any{}
-	if d.DateFilter != "" {
-		params = append(params, map[string]any{
-			"id":        dateParameterID,
-			"name":      d.DateFilter,
-			"slug":      "date",
-			"type":      "date/all-options",
-			"sectionId": "date",
-		})
-	}
-	body := map[string]any{
-		"name":          d.Name,
-		"description":   describe(d.Description, d.Key),
-		"collection_id": int(collID),
-		"parameters":    params,
-	}
-	if id == 0 {
-		var dash struct {
-			ID ID `json:"id"`
-		}
-		if err := s.c.do(ctx, http.MethodPost, "/api/dashboard", body, &dash); err != nil {
-			return fmt.Errorf("creating the Metabase dashboard %s: %w", d.Key, err)
-		}
-		if dash.ID <= 0 {
-			return fmt.Errorf("creating the Metabase dashboard %s: the answer held no id", d.Key)
-		}
-		id = dash.ID
-		s.created++
-		s.log.Info("created metabase dashboard", "key", d.Key, "dashboard_id", id)
-	} else {
-		s.updated++
-	}
-
-	// Reuse the ids of dashcards already showing a card, so the update is an
-	// edit, not a delete and re-create; new ones get negative ids (Metabase
-	// ≥ 0.47's PUT /api/dashboard/:id treats the dashcards array as the
-	// complete new state).
-	var current struct {
-		Dashcards    []dashcardRef `json:"dashcards"`
-		OrderedCards []dashcardRef `json:"ordered_cards"` // before 0.47
-	}
-	if err := s.c.do(ctx, http.MethodGet, fmt.Sprintf("/api/dashboard/%d", id), nil, &current); err != nil {
-		return fmt.Errorf("reading the Metabase dashboard %s (id %d): %w", d.Key, id, err)
-	}
-	existing := map[ID]ID{} // card id -> dashcard id
-	for _, dc := range append(current.Dashcards, current.OrderedCards...) {
-		if dc.CardID > 0 {
-			if _, seen := existing[dc.CardID]; !seen {
-				existing[dc.CardID] = dc.ID
-			}
-		}
-	}
-	dashcards := make([]any, 0, len(d.Cards))
-	next := -1
-	for _, c := range d.Cards {
-		cardID := cardIDs[c.Key]
-		dcID, ok := existing[cardID]
-		if !ok {
-			dcID = ID(next)
-			next--
-		}
-		mappings := []any{}
-		if c.DateTag != nil {
-			mappings = append(mappings, map[string]any{
-				"parameter_id": dateParameterID,
-				"card_id":      int(cardID),
-				"target":       []any{"dimension", []any{"template-tag", c.DateTag.Tag}},
-			})
-		}
-		dashcards = append(dashcards, map[string]any{
-			"id":                     int(dcID),
-			"card_id":                int(cardID),
-			"col":                    c.Position.Col,
-			"row":                    c.Position.Row,
-			"size_x":                 c.Position.Width,
-			"size_y":                 c.Position.Height,
-			"series":                 []any{},
-			"visualization_settings": map[string]any{},
-			"parameter_mappings":     mappings,
-		})
-	}
-	body["archived"] = false
-	body["dashcards"] = dashcards
-	if err := s.c.do(ctx, http.MethodPut, fmt.Sprintf("/api/dashboard/%d", id), body, nil); err != nil {
-		return fmt.Errorf("updating the Metabase dashboard %s (id %d): %w", d.Key, id, err)
-	}
-	s.log.Info("metabase dashboard ready", "key", d.Key, "cards", len(d.Cards), "url", dashboardURL(s.cfg.URL, id))
-	return nil
-}
-
-type dashcardRef struct {
-	ID     ID `json:"id"`
-	CardID ID `json:"card_id"`
+	s.log.Info("created metabase card", "key", c.Key, "card_id", id)
+	return id, nil
 }
 
 // dashboardURL is where a person finds a dashboard, for the logs.

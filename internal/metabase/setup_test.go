@@ -163,7 +163,8 @@ func TestSetupFreshMetabase(t *testing.T) {
 	}
 	det := wh["details"].(map[string]any)
 	if wh["engine"] != "postgres" || det["host"] != "postgres.marketplace.svc" || toInt(det["port"]) != 5432 ||
-		det["dbname"] != "marketplace" || det["user"] != "marketplace_readonly" || det["password"] != testWarehousePass || det["ssl"] != false {
+		det["dbname"] != "marketplace" || det["user"] != "marketplace_readonly" || det["password"] != testWarehousePass || det["ssl"] != nil ||
+		det["schema-filters-type"] != "inclusion" || det["schema-filters-patterns"] != "marts" {
 		t.Errorf("warehouse registered as %v", wh)
 	}
 

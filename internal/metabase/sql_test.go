@@ -86,9 +86,8 @@ func TestCardSQL(t *testing.T) {
 		t.Fatalf("loading the fixture: %v", err)
 	}
 	refreshMarts(ctx, t, db)
-	// The cards run as a role that may read schema marts and nothing else,
-	// stricter than the chart's read-only role: dashboards are built on the
-	// marts only, and nothing they run can write.
+	// The cards run as the read-only role docs/metabase.md creates: it may
+	// read schema marts and nothing else, and nothing it runs can write.
 	ro := readOnlyMartsRole(ctx, t, db, dsn)
 
 	defs, err := Dashboards()
@@ -119,28 +118,28 @@ func TestCardSQL(t *testing.T) {
 	}
 }
 
-// readOnlyMartsRole creates a login role with USAGE and SELECT on schema
-// marts only and returns a pool connected as it.
+// readOnlyMartsRole applies the read-only role SQL of docs/metabase.md
+// (the role's name, its password, the database and the ETL's owner role
+// substituted) and returns a pool connected as that role, after checking
+// that it can read the marts and nothing else.
 func readOnlyMartsRole(ctx context.Context, t *testing.T, db *sqlx.DB, dsn string) *sqlx.DB {
 	t.Helper()
 	b := make([]byte, 5)
 	_, _ = rand.Read(b)
 	role := "mb_cards_" + hex.EncodeToString(b)
 	password := hex.EncodeToString(b) + "Pw"
-	var dbName string
-	if err := db.GetContext(ctx, &dbName, `SELECT current_database()`); err != nil {
+	var dbName, owner string
+	if err := db.QueryRowContext(ctx, `SELECT current_database(), current_user`).Scan(&dbName, &owner); err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range []string{
-		fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s' NOSUPERUSER NOCREATEDB NOCREATEROLE`, role, password),
-		fmt.Sprintf(`ALTER ROLE %s SET default_transaction_read_only = on`, role),
-		fmt.Sprintf(`GRANT CONNECT ON DATABASE %s TO %s`, dbName, role),
-		fmt.Sprintf(`GRANT USAGE ON SCHEMA marts TO %s`, role),
-		fmt.Sprintf(`GRANT SELECT ON ALL TABLES IN SCHEMA marts TO %s`, role),
-	} {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
+	script := strings.NewReplacer(
+		"marketplace_readonly", role,
+		"marketplace_owner", owner,
+		"DATABASE marketplace ", "DATABASE "+dbName+" ",
+		"'change-me'", "'"+password+"'",
+	).Replace(readOnlyRoleSQL(t))
+	if _, err := db.ExecContext(ctx, script); err != nil {
+		t.Fatalf("applying the read-only role SQL of docs/metabase.md: %v\n%s", err, script)
 	}
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -157,14 +156,67 @@ func readOnlyMartsRole(ctx context.Context, t *testing.T, db *sqlx.DB, dsn strin
 		_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP OWNED BY %s`, role))
 		_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP ROLE %s`, role))
 	})
-	var can bool
-	if err := ro.GetContext(ctx, &can, `SELECT has_schema_privilege('marketplace', 'USAGE')`); err != nil {
-		t.Fatalf("connecting as the read-only role: %v", err)
+
+	// A mart created later (by a migration, as the owner) is readable too.
+	if _, err := db.ExecContext(ctx, `CREATE TABLE marts.zz_later_mart AS SELECT 1 AS x`); err != nil {
+		t.Fatal(err)
 	}
-	if can {
-		t.Fatalf("role %s may read marketplace.purchases; the test needs a marts-only role", role)
+	t.Cleanup(func() { _, _ = db.ExecContext(context.Background(), `DROP TABLE IF EXISTS marts.zz_later_mart`) })
+	var x int
+	if err := ro.GetContext(ctx, &x, `SELECT x FROM marts.zz_later_mart`); err != nil {
+		t.Errorf("the read-only role cannot read a mart created after the grants: %v", err)
+	}
+	for _, check := range []struct{ what, query string }{
+		{"read the raw schema", `SELECT has_schema_privilege('marketplace', 'USAGE')`},
+		{"create temporary tables", `SELECT has_database_privilege(current_database(), 'TEMPORARY')`},
+		{"create schemas", `SELECT has_database_privilege(current_database(), 'CREATE')`},
+		{"create in marts", `SELECT has_schema_privilege('marts', 'CREATE')`},
+		{"create in public", `SELECT has_schema_privilege('public', 'CREATE')`},
+		{"take the ETL's advisory locks", `SELECT has_function_privilege('pg_try_advisory_lock(bigint)', 'EXECUTE')`},
+		{"take transaction advisory locks", `SELECT has_function_privilege('pg_advisory_xact_lock(integer, integer)', 'EXECUTE')`},
+		{"share the ETL's advisory locks", `SELECT has_function_privilege('pg_advisory_lock_shared(bigint)', 'EXECUTE')`},
+	} {
+		var can bool
+		if err := ro.GetContext(ctx, &can, check.query); err != nil {
+			t.Fatalf("connecting as the read-only role: %v", err)
+		}
+		if can {
+			t.Errorf("the read-only role may %s", check.what)
+		}
+	}
+	for _, denied := range []string{`SELECT pg_try_advisory_lock(1)`, `SELECT count(*) FROM marketplace.purchases`, `SELECT count(*) FROM marketplace.etl_runs`} {
+		if _, err := ro.ExecContext(ctx, denied); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("the read-only role ran %s (err %v)", denied, err)
+		}
+	}
+	// The ETL (the owner) still can.
+	if _, err := db.ExecContext(ctx, `SELECT pg_advisory_xact_lock(1)`); err != nil {
+		t.Errorf("the owner lost its advisory locks: %v", err)
 	}
 	return ro
+}
+
+// readOnlyRoleSQL is the SQL block under the readonly-role-sql marker of
+// docs/metabase.md, so the documentation is what the test runs.
+func readOnlyRoleSQL(t *testing.T) string {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/metabase.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(doc), "<!-- readonly-role-sql -->")
+	if !ok {
+		t.Fatal("docs/metabase.md has no <!-- readonly-role-sql --> marker")
+	}
+	_, block, ok := strings.Cut(after, "```sql\n")
+	if !ok {
+		t.Fatal("docs/metabase.md: no ```sql block after the readonly-role-sql marker")
+	}
+	block, _, ok = strings.Cut(block, "```")
+	if !ok {
+		t.Fatal("docs/metabase.md: the read-only role SQL block is not closed")
+	}
+	return block
 }
 
 var tagRef = regexp.MustCompile(`\{\{\s*([A-Za-z0-9_]+)\s*\}\}`)

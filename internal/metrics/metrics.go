@@ -16,6 +16,10 @@
 //   - while it runs, at most every ProgressInterval: the progress timestamp;
 //   - at the end: everything else.
 //
+// A backfill shard that succeeds deletes its group instead of its end push,
+// and shard 0 deletes the groups of shard indexes its backfill does not
+// have (cleanup.go): nothing of a finished backfill keeps an alert firing.
+//
 // Pushing never fails the pass: a push that fails is logged as a warning.
 package metrics
 
@@ -31,13 +35,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
 
-	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
-	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
-
-// Day outcomes as label values of marketplace_etl_last_run_dates.
-var dayOutcomes = []store.Outcome{store.OutcomeLoaded, store.OutcomeUnchanged, store.OutcomeNoData, store.OutcomeFailed}
 
 // Status classes as label values of marketplace_etl_last_run_api_requests.
 // "error" is a request that got no response at all.
@@ -59,7 +59,7 @@ type Options struct {
 	Timeout  time.Duration     // bound of one push
 	Grouping map[string]string // extra grouping labels, e.g. env=prod
 
-	Run     store.Run
+	Run     etl.Run
 	Version string
 	// ExitCode maps the pass's error to the process exit code (nil is 0).
 	ExitCode func(error) int
@@ -70,7 +70,7 @@ type Options struct {
 }
 
 // Recorder collects the metrics of one pass and pushes them. It implements
-// the CLI's recorder: pipeline.Recorder, ObserveRequest and Finish.
+// the CLI's recorder: DayFinished, MartsRefreshed, ObserveRequest and Finish.
 type Recorder struct {
 	opts     Options
 	grouping map[string]string
@@ -88,21 +88,20 @@ type Recorder struct {
 	dayLoad                                 prometheus.Histogram
 	dbLoad                                  prometheus.Histogram
 	newest                                  prometheus.Gauge
-	marts                                   prometheus.Gauge
+	marts, martsRefreshed                   prometheus.Gauge
 	buildInfo                               *prometheus.GaugeVec
 
 	mu           sync.Mutex
 	lastProgress time.Time
 	progressOff  bool // a push failed: do not slow the pass down further
 	martsRan     bool
+	martsOK      bool
 }
-
-var _ pipeline.Recorder = (*Recorder)(nil)
 
 // GroupingKey is the grouping key of a run's metrics besides the job: the
 // mode, the shard of a backfill (so parallel pods do not overwrite each
 // other), and the extra labels.
-func GroupingKey(run store.Run, extra map[string]string) (map[string]string, error) {
+func GroupingKey(run etl.Run, extra map[string]string) (map[string]string, error) {
 	g := map[string]string{"mode": run.Mode}
 	if run.Mode == "backfill" {
 		g["shard"] = strconv.Itoa(run.ShardIndex)
@@ -173,6 +172,8 @@ func New(o Options) (*Recorder, error) {
 			Help: "Time one business day's load spent in PostgreSQL (COPY, replacing the day, bookkeeping, commit) in the last pass.", Buckets: DayLoadBuckets}),
 		newest: gauge("marketplace_etl_newest_loaded_date_timestamp_seconds", "Unix time of the start (00:00 UTC) of the newest business day fully loaded."),
 		marts:  gauge("marketplace_etl_last_run_marts_refresh_duration_seconds", "Duration of the last pass's refresh of the marts."),
+		martsRefreshed: gauge("marketplace_etl_marts_refreshed_timestamp_seconds",
+			"Unix time a pass last brought the marts up to date successfully."),
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "marketplace_etl_build_info",
 			Help: "Always 1; the version label is the version of the binary of the last pass."}, []string{"version"}),
 	}
@@ -181,8 +182,8 @@ func New(o Options) (*Recorder, error) {
 	for _, reason := range purchases.Reasons {
 		r.rejectedBy.WithLabelValues(string(reason))
 	}
-	for _, o := range dayOutcomes {
-		r.days.WithLabelValues(string(o))
+	for _, outcome := range etl.Outcomes {
+		r.days.WithLabelValues(outcome.String())
 	}
 	for _, c := range statusClasses {
 		r.requests.WithLabelValues(c)
@@ -199,6 +200,9 @@ func New(o Options) (*Recorder, error) {
 	r.lastProgress = now
 	if err := r.push("start", r.start, r.progress); err != nil {
 		r.progressOff = true
+	}
+	if o.Run.Mode == "backfill" && o.Run.ShardIndex == 0 && o.Run.ShardCount > 0 && !r.progressOff {
+		_ = r.dropSupersededShards(o.Run.ShardCount)
 	}
 	return r, nil
 }
@@ -222,13 +226,13 @@ func statusClass(code int) string {
 }
 
 // DayFinished adds up one day and pushes the progress now and then.
-func (r *Recorder) DayFinished(rep pipeline.DayReport) {
+func (r *Recorder) DayFinished(rep etl.DayReport) {
 	r.fetched.Add(float64(rep.Summary.Fetched))
 	r.rejected.Add(float64(rep.Summary.Rejected))
 	for reason, n := range rep.Summary.ByReason {
 		r.rejectedBy.WithLabelValues(string(reason)).Add(float64(n))
 	}
-	if rep.Outcome != "" { // "" is a day loaded meanwhile by another process: nothing was loaded
+	if rep.Outcome != etl.Skipped { // loaded meanwhile by another process: nothing was loaded
 		r.dayLoad.Observe(rep.Duration.Seconds())
 		if rep.Summary.DBTime > 0 {
 			r.dbLoad.Observe(rep.Summary.DBTime.Seconds())
@@ -252,17 +256,21 @@ func (r *Recorder) DayFinished(rep pipeline.DayReport) {
 	}
 }
 
-// MartsRefreshed records the refresh of the marts.
-func (r *Recorder) MartsRefreshed(d time.Duration, _ error) {
+// MartsRefreshed records the refresh of the marts; err is the refresh's.
+func (r *Recorder) MartsRefreshed(d time.Duration, err error) {
 	r.mu.Lock()
 	r.martsRan = true
+	r.martsOK = err == nil
 	r.mu.Unlock()
 	r.marts.Set(d.Seconds())
+	if err == nil {
+		r.martsRefreshed.Set(float64(time.Now().UnixNano()) / 1e9)
+	}
 }
 
 // Finish pushes the pass's metrics. err is the pass's error, nil on
 // success. A failed push is logged and otherwise ignored.
-func (r *Recorder) Finish(res pipeline.Result, err error, started time.Time) {
+func (r *Recorder) Finish(res etl.Result, err error, started time.Time) {
 	now := time.Now()
 	ts := float64(now.UnixNano()) / 1e9
 	r.end.Set(ts)
@@ -281,10 +289,9 @@ func (r *Recorder) Finish(res pipeline.Result, err error, started time.Time) {
 		r.runSuccess.Set(0)
 	}
 	r.loaded.Set(float64(res.Totals.RowsLoaded))
-	r.days.WithLabelValues(string(store.OutcomeLoaded)).Set(float64(res.Totals.DaysLoaded))
-	r.days.WithLabelValues(string(store.OutcomeUnchanged)).Set(float64(res.Totals.DaysUnchanged))
-	r.days.WithLabelValues(string(store.OutcomeNoData)).Set(float64(res.Totals.DaysNoData))
-	r.days.WithLabelValues(string(store.OutcomeFailed)).Set(float64(res.Totals.DaysFailed))
+	for _, o := range etl.Outcomes {
+		r.days.WithLabelValues(o.String()).Set(float64(res.Totals.Days(o)))
+	}
 	r.skipped.Set(float64(res.Skipped))
 
 	cs := []prometheus.Collector{r.start, r.end, r.progress, r.duration, r.runSuccess, r.exitCode,
@@ -303,7 +310,16 @@ func (r *Recorder) Finish(res pipeline.Result, err error, started time.Time) {
 	if r.martsRan {
 		cs = append(cs, r.marts)
 	}
+	if r.martsOK {
+		cs = append(cs, r.martsRefreshed)
+	}
 	r.mu.Unlock()
+	if ok && r.opts.Run.Mode == "backfill" {
+		// Nothing of a finished shard needs watching: leaving the group
+		// would keep its last failure or start on the gateway for ever.
+		_ = r.deleteGroup()
+		return
+	}
 	_ = r.push("end", cs...)
 }
 

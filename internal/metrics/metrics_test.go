@@ -15,9 +15,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
-	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
 
 // received is one push a fake gateway received.
@@ -58,25 +57,25 @@ func day(s string) time.Time {
 
 // aPass feeds a recorder a small pass: two days loaded, one without data, a
 // failed request and three good ones.
-func aPass(r *Recorder) pipeline.Result {
+func aPass(r *Recorder) etl.Result {
 	r.ObserveRequest(200, 300*time.Millisecond)
 	r.ObserveRequest(200, 2*time.Second)
 	r.ObserveRequest(503, 40*time.Millisecond)
 	r.ObserveRequest(0, time.Second)
 	r.ObserveRequest(404, 10*time.Millisecond)
-	r.DayFinished(pipeline.DayReport{Date: day("2023-01-01"), Outcome: store.OutcomeLoaded, Duration: 3 * time.Second, Attempts: 2,
-		Summary: store.Summary{Fetched: 100, Loaded: 97, Rejected: 3, ByReason: map[purchases.Reason]int{purchases.AllNull: 2, purchases.DateMismatch: 1}}})
-	r.DayFinished(pipeline.DayReport{Date: day("2023-01-02"), Outcome: store.OutcomeLoaded, Duration: time.Second, Attempts: 1,
-		Summary: store.Summary{Fetched: 50, Loaded: 49, Rejected: 1, ByReason: map[purchases.Reason]int{purchases.AllNull: 1}}})
-	r.DayFinished(pipeline.DayReport{Date: day("2023-01-03"), Outcome: store.OutcomeNoData, Duration: time.Millisecond, Attempts: 1})
+	r.DayFinished(etl.DayReport{Date: day("2023-01-01"), Outcome: etl.Loaded, Duration: 3 * time.Second, Attempts: 2,
+		Summary: etl.Summary{Fetched: 100, Loaded: 97, Rejected: 3, ByReason: map[purchases.Reason]int{purchases.AllNull: 2, purchases.DateMismatch: 1}}})
+	r.DayFinished(etl.DayReport{Date: day("2023-01-02"), Outcome: etl.Loaded, Duration: time.Second, Attempts: 1,
+		Summary: etl.Summary{Fetched: 50, Loaded: 49, Rejected: 1, ByReason: map[purchases.Reason]int{purchases.AllNull: 1}}})
+	r.DayFinished(etl.DayReport{Date: day("2023-01-03"), Outcome: etl.NoData, Duration: time.Millisecond, Attempts: 1})
 	r.MartsRefreshed(1500*time.Millisecond, nil)
-	return pipeline.Result{Totals: store.RunTotals{DaysLoaded: 2, DaysNoData: 1, RowsLoaded: 146, RowsRejected: 4},
+	return etl.Result{Totals: etl.RunTotals{DaysLoaded: 2, DaysNoData: 1, RowsLoaded: 146, RowsRejected: 4},
 		Skipped: 4, NewestLoaded: day("2023-01-02")}
 }
 
 func TestPushes(t *testing.T) {
 	srv, pushes := fakeGateway(t)
-	run := store.Run{Mode: "backfill", ShardIndex: 1, ShardCount: 3}
+	run := etl.Run{Mode: "run", ShardCount: 1}
 	r, err := New(Options{URL: srv.URL, Job: "marketplace_etl", Username: "etl", Password: "s3cret", Timeout: time.Second,
 		Grouping: map[string]string{"env": "prod"}, Run: run, Version: "v1.2.3", ExitCode: exitCode, ProgressInterval: -1})
 	if err != nil {
@@ -91,9 +90,9 @@ func TestPushes(t *testing.T) {
 		t.Fatalf("%d pushes, want the start and the end", len(ps))
 	}
 	for _, p := range ps {
-		// Add semantics: POST. The grouping key: job, mode, shard, extra labels; no date.
-		if g := groupOf(p.path); p.method != http.MethodPost || g != "env=prod job=marketplace_etl mode=backfill shard=1" {
-			t.Errorf("push %s %s (%s), want POST to job=marketplace_etl, env=prod, mode=backfill, shard=1", p.method, p.path, g)
+		// Add semantics: POST. The grouping key: job, mode, extra labels; no date.
+		if g := groupOf(p.path); p.method != http.MethodPost || g != "env=prod job=marketplace_etl mode=run" {
+			t.Errorf("push %s %s (%s), want POST to job=marketplace_etl, env=prod, mode=run", p.method, p.path, g)
 		}
 		if p.auth != "Basic ZXRsOnMzY3JldA==" {
 			t.Errorf("Authorization %q, want basic auth etl:s3cret", p.auth)
@@ -143,6 +142,9 @@ func TestPushes(t *testing.T) {
 	if succ := value(t, f, "marketplace_etl_last_success_timestamp_seconds", none); succ != end || end < float64(started.Unix()) {
 		t.Errorf("success %v, end %v: want both the end of the pass", succ, end)
 	}
+	if m := value(t, f, "marketplace_etl_marts_refreshed_timestamp_seconds", none); m < float64(started.Unix()) || m > end {
+		t.Errorf("marts refreshed at %v, want during the pass (%v to %v)", m, started.Unix(), end)
+	}
 	if d := value(t, f, "marketplace_etl_last_run_duration_seconds", none); d < 5 || d > 60 {
 		t.Errorf("duration %v s, want about 5 s", d)
 	}
@@ -162,19 +164,19 @@ func TestPushes(t *testing.T) {
 // keeps the previous one on the gateway.
 func TestFailureOmitsSuccessTimestamp(t *testing.T) {
 	srv, pushes := fakeGateway(t)
-	r, err := New(Options{URL: srv.URL, Job: "j", Run: store.Run{Mode: "run"}, ExitCode: exitCode, ProgressInterval: -1})
+	r, err := New(Options{URL: srv.URL, Job: "j", Run: etl.Run{Mode: "run"}, ExitCode: exitCode, ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// NewestLoaded zero: the database could not be read, keep the last value.
-	r.Finish(pipeline.Result{Totals: store.RunTotals{DaysFailed: 1}}, errors.New("data contract"), time.Now())
+	r.Finish(etl.Result{Totals: etl.RunTotals{DaysFailed: 1}}, errors.New("data contract"), time.Now())
 	ps := pushes()
 	f := ps[len(ps)-1].fams
 	if g := groupOf(ps[len(ps)-1].path); g != "job=j mode=run" {
 		t.Errorf("group %s, want job=j mode=run: no shard for the daily run", g)
 	}
 	for _, n := range []string{"marketplace_etl_last_success_timestamp_seconds", "marketplace_etl_newest_loaded_date_timestamp_seconds",
-		"marketplace_etl_last_run_marts_refresh_duration_seconds"} {
+		"marketplace_etl_last_run_marts_refresh_duration_seconds", "marketplace_etl_marts_refreshed_timestamp_seconds"} {
 		if f[n] != nil {
 			t.Errorf("a failed pass pushed %s", n)
 		}
@@ -190,13 +192,67 @@ func TestFailureOmitsSuccessTimestamp(t *testing.T) {
 	}
 }
 
-func TestProgressPushes(t *testing.T) {
+// A marts refresh that failed pushes its duration but not a new refresh time:
+// the marts are as stale as before.
+func TestFailedMartsRefreshKeepsRefreshTime(t *testing.T) {
 	srv, pushes := fakeGateway(t)
-	r, err := New(Options{URL: srv.URL, Job: "j", Run: store.Run{Mode: "backfill"}, ProgressInterval: time.Nanosecond})
+	r, err := New(Options{URL: srv.URL, Job: "j", Run: etl.Run{Mode: "run"}, ExitCode: exitCode, ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.DayFinished(pipeline.DayReport{Outcome: store.OutcomeLoaded})
+	r.MartsRefreshed(2*time.Second, errors.New("lock timeout"))
+	r.Finish(etl.Result{}, errors.New("marts failed"), time.Now())
+	ps := pushes()
+	f := ps[len(ps)-1].fams
+	if f["marketplace_etl_marts_refreshed_timestamp_seconds"] != nil {
+		t.Error("a failed marts refresh pushed a new refresh time")
+	}
+	if v := value(t, f, "marketplace_etl_last_run_marts_refresh_duration_seconds", nil); v != 2 {
+		t.Errorf("marts refresh duration %v, want 2", v)
+	}
+}
+
+// A backfill shard that succeeds deletes its group instead of pushing its
+// end: nothing is left to keep an alert firing. One that fails pushes its
+// end and stays.
+func TestBackfillShardGroup(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		err     error
+		methods string
+	}{
+		{"success deletes the group", nil, "POST DELETE"},
+		{"failure keeps the group", errors.New("failed"), "POST POST"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, pushes := fakeGateway(t)
+			r, err := New(Options{URL: srv.URL, Job: "j", Grouping: map[string]string{"release": "mp"},
+				Run: etl.Run{Mode: "backfill", ShardIndex: 1, ShardCount: 3}, ExitCode: exitCode, ProgressInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Finish(aPass(r), c.err, time.Now())
+			var methods []string
+			for _, p := range pushes() {
+				methods = append(methods, p.method)
+				if g := groupOf(p.path); g != "job=j mode=backfill release=mp shard=1" {
+					t.Errorf("%s %s, want the group of shard 1", p.method, g)
+				}
+			}
+			if got := strings.Join(methods, " "); got != c.methods {
+				t.Errorf("requests %s, want %s", got, c.methods)
+			}
+		})
+	}
+}
+
+func TestProgressPushes(t *testing.T) {
+	srv, pushes := fakeGateway(t)
+	r, err := New(Options{URL: srv.URL, Job: "j", Run: etl.Run{Mode: "backfill"}, ProgressInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.DayFinished(etl.DayReport{Outcome: etl.Loaded})
 	ps := pushes()
 	if len(ps) != 2 || names(ps[1].fams) != "marketplace_etl_last_run_progress_timestamp_seconds" {
 		t.Fatalf("%d pushes, want the start and one progress push of the progress timestamp alone", len(ps))
@@ -224,13 +280,13 @@ func TestUnreachableGateway(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	start := time.Now()
 	r, err := New(Options{URL: "http://etl:pw-in-url@" + ln.Addr().String(), Job: "j", Password: "hunter2", Username: "etl",
-		Timeout: 200 * time.Millisecond, Run: store.Run{Mode: "run"}, Log: log, ProgressInterval: time.Nanosecond})
+		Timeout: 200 * time.Millisecond, Run: etl.Run{Mode: "run"}, Log: log, ProgressInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatalf("New must not fail for an unreachable gateway: %v", err)
 	}
 	// After the failed start push, progress pushes are off: days do not wait.
 	for range 20 {
-		r.DayFinished(pipeline.DayReport{Outcome: store.OutcomeLoaded})
+		r.DayFinished(etl.DayReport{Outcome: etl.Loaded})
 	}
 	r.Finish(aPass(r), nil, start)
 	if d := time.Since(start); d > 2*time.Second {
@@ -251,12 +307,12 @@ func TestUnreachableGateway(t *testing.T) {
 }
 
 func TestGroupingKey(t *testing.T) {
-	g, err := GroupingKey(store.Run{Mode: "backfill", ShardIndex: 2, ShardCount: 4}, map[string]string{"env": "prod"})
+	g, err := GroupingKey(etl.Run{Mode: "backfill", ShardIndex: 2, ShardCount: 4}, map[string]string{"env": "prod"})
 	if err != nil || len(g) != 3 || g["mode"] != "backfill" || g["shard"] != "2" || g["env"] != "prod" {
 		t.Errorf("GroupingKey = %v, %v", g, err)
 	}
 	for _, reserved := range []string{"job", "mode", "shard", "instance"} {
-		if _, err := GroupingKey(store.Run{Mode: "run"}, map[string]string{reserved: "x"}); err == nil {
+		if _, err := GroupingKey(etl.Run{Mode: "run"}, map[string]string{reserved: "x"}); err == nil {
 			t.Errorf("extra grouping label %q accepted", reserved)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/pgtest"
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 type nopRecorder struct{}
 
-func (nopRecorder) DayFinished(DayReport)               {}
+func (nopRecorder) DayFinished(etl.DayReport)           {}
 func (nopRecorder) MartsRefreshed(time.Duration, error) {}
 
 // newTestPipeline wires a pipeline to a fresh database and a simulator.
@@ -36,11 +37,11 @@ func newTestPipeline(tb testing.TB, sim marketplace.SimConfig) *Pipeline {
 	}
 	srv := httptest.NewServer(marketplace.NewSimulator(sim))
 	tb.Cleanup(srv.Close)
-	api, err := marketplace.NewClient(srv.URL+"/data", time.Minute, nil)
+	api, err := marketplace.NewClient(srv.URL+"/data", marketplace.Limits{Timeout: time.Minute}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &Pipeline{Store: st, API: api, Log: log, Recorder: nopRecorder{}, Progress: Progress{Log: log},
+	return &Pipeline{Store: DBStore(st), API: APISource(api), Log: log, Recorder: nopRecorder{}, Progress: Progress{Log: log},
 		Settings: Settings{MaxRejectRatio: 0.1, Retries: 2, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}}
 }
 

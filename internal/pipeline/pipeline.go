@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
@@ -16,18 +17,8 @@ import (
 
 // Recorder receives the pass's events, e.g. to push metrics.
 type Recorder interface {
-	DayFinished(DayReport)
+	DayFinished(etl.DayReport)
 	MartsRefreshed(d time.Duration, err error)
-}
-
-// DayReport is the outcome of one day.
-type DayReport struct {
-	Date     time.Time
-	Outcome  store.Outcome
-	Summary  store.Summary
-	Duration time.Duration // fetch + validate + load, retries included
-	Attempts int
-	Err      error
 }
 
 // Refresher brings the marts up to date with every committed load.
@@ -43,8 +34,8 @@ type Settings struct {
 
 // Pipeline runs passes against one database and one API.
 type Pipeline struct {
-	Store    *store.Store
-	API      *marketplace.Client
+	Store    DayStore
+	API      DaySource
 	Log      *slog.Logger
 	Recorder Recorder
 	Refresh  Refresher
@@ -61,16 +52,6 @@ type Plan struct {
 	// upstream change is noticed); the others are skipped once done.
 	Always map[time.Time]bool
 	Force  bool // fetch every day of the plan
-}
-
-// Result sums a pass up.
-type Result struct {
-	Totals        store.RunTotals
-	Skipped       int
-	Failed        []DayReport
-	RejectFailure bool // a day was refused for its reject ratio
-	MartsErr      error
-	NewestLoaded  time.Time
 }
 
 // RejectRatioError marks a day refused for too many rejected lines: a
@@ -92,8 +73,8 @@ func (e *RejectRatioError) Error() string {
 var errEmptyDay = errors.New("the API returned no lines for a day that has data")
 
 // Execute runs one pass over plan under run id runID.
-func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (Result, error) {
-	var res Result
+func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Result, error) {
+	var res etl.Result
 	states := map[string]store.DayState{}
 	if len(plan.Days) > 0 {
 		var err error
@@ -129,21 +110,8 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (Result,
 		rep := p.loadDay(ctx, runID, d, next, skipDone)
 		p.Recorder.DayFinished(rep)
 		p.Progress.Day(i+1, rep)
-		switch rep.Outcome {
-		case store.OutcomeLoaded:
-			res.Totals.DaysLoaded++
-			res.Totals.RowsLoaded += int64(rep.Summary.Loaded)
-			res.Totals.RowsRejected += int64(rep.Summary.Rejected)
-		case store.OutcomeUnchanged:
-			res.Totals.DaysUnchanged++
-		case store.OutcomeNoData:
-			res.Totals.DaysNoData++
-		case "":
-			res.Skipped++ // loaded by a concurrent process meanwhile
-		default:
-			res.Totals.DaysFailed++
-			res.Totals.RowsRejected += int64(rep.Summary.Rejected)
-			res.Failed = append(res.Failed, rep)
+		res.Add(rep)
+		if rep.Outcome == etl.Failed {
 			var rr *RejectRatioError
 			if errors.As(rep.Err, &rr) {
 				res.RejectFailure = true
@@ -174,9 +142,9 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (Result,
 
 // loadDay loads one day, retrying transient faults with backoff; on a
 // persistent fault the day is marked failed and the pass goes on.
-func (p *Pipeline) loadDay(ctx context.Context, runID int64, day, next time.Time, skipDone bool) DayReport {
+func (p *Pipeline) loadDay(ctx context.Context, runID int64, day, next time.Time, skipDone bool) etl.DayReport {
 	start := time.Now()
-	rep := DayReport{Date: day}
+	rep := etl.DayReport{Date: day}
 	log := p.Log.With("date", day.Format(time.DateOnly))
 	for attempt := 1; ; attempt++ {
 		rep.Attempts = attempt
@@ -198,10 +166,10 @@ func (p *Pipeline) loadDay(ctx context.Context, runID int64, day, next time.Time
 	}
 	rep.Duration = time.Since(start)
 	if rep.Err != nil {
-		rep.Outcome = store.OutcomeFailed
+		rep.Outcome = etl.Failed
 		var rr *RejectRatioError
 		if !errors.As(rep.Err, &rr) && ctx.Err() == nil && !dbLost(rep.Err) {
-			if _, err := p.Store.MarkDay(ctx, day, runID, store.StatusFailed, rep.Err.Error()); err != nil {
+			if err := p.Store.MarkFailed(ctx, day, runID, rep.Err.Error()); err != nil {
 				log.Error("could not record the failure", "err", err)
 			}
 		}
@@ -234,52 +202,61 @@ func (p *Pipeline) backoff(attempt int, retryAfter time.Duration) time.Duration 
 }
 
 // loadOnce is one attempt: one HTTP response streamed into one transaction.
-func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Time, skipDone bool) (store.Outcome, store.Summary, error) {
-	var sum store.Summary
+func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Time, skipDone bool) (etl.Outcome, etl.Summary, error) {
+	var sum etl.Summary
 	date := day.Format(time.DateOnly)
 	tx, err := p.Store.BeginDay(ctx, day, runID)
 	if err != nil {
-		return "", sum, err
+		return etl.Failed, sum, err
 	}
 	defer tx.Rollback()
 	if st := tx.Stored(); skipDone && st != nil && st.Done() {
-		return "", sum, nil
+		return etl.Skipped, sum, nil
 	}
 	resp, err := p.open(ctx, day)
 	if errors.Is(err, marketplace.ErrNoData) {
 		tx.Rollback()
-		status, err := p.Store.MarkDay(ctx, day, runID, store.StatusNoData, "")
+		kept, err := p.Store.MarkNoData(ctx, day, runID)
 		if err != nil {
-			return "", sum, err
+			return etl.Failed, sum, err
 		}
-		if status == store.StatusLoaded {
+		if kept {
 			p.Log.Warn("the API has no data for a day that has lines; the loaded lines are kept", "date", date)
-			return store.OutcomeUnchanged, sum, nil
+			return etl.Unchanged, sum, nil
 		}
-		return store.OutcomeNoData, sum, nil
+		return etl.NoData, sum, nil
 	}
 	if err != nil {
-		return "", sum, err
+		return etl.Failed, sum, err
 	}
 	defer resp.Close()
 	p.prefetchAfter(ctx, resp, next)
 	if err := tx.Start(ctx); err != nil {
-		return "", sum, err
+		return etl.Failed, sum, err
 	}
 	var ck purchases.Checksum
 	sum.ByReason = map[purchases.Reason]int{}
-	err = tx.Stream(ctx, func(w *store.DayWriter) error {
+	err = tx.Stream(ctx, func(w LineWriter) error {
 		for {
 			raw, err := resp.Next()
-			if errors.Is(err, io.EOF) {
+			var long *marketplace.LongElement
+			switch {
+			case errors.Is(err, io.EOF):
 				return nil
-			}
-			if err != nil {
+			case errors.As(err, &long):
+				// raw is the element's start: that is all that is checksummed and kept.
+			case err != nil:
 				return err
 			}
 			ck.Add(raw)
 			sum.Fetched++
-			rec, rej := purchases.Parse(raw, date)
+			var rec purchases.Record
+			var rej *purchases.Rejection
+			if long != nil {
+				rej = &purchases.Rejection{Reason: purchases.TooLong, Detail: long.Error()}
+			} else {
+				rec, rej = purchases.Parse(raw, date)
+			}
 			if rej != nil {
 				sum.Rejected++
 				sum.ByReason[rej.Reason]++
@@ -294,31 +271,29 @@ func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Tim
 		}
 	})
 	if err != nil {
-		return "", sum, err
+		return etl.Failed, sum, err
 	}
 	if sum.Fetched == 0 {
-		return "", sum, errEmptyDay
+		return etl.Failed, sum, errEmptyDay
 	}
 	sum.Checksum = ck.String()
-	var refuse *RejectRatioError
 	if float64(sum.Rejected) > p.Settings.MaxRejectRatio*float64(sum.Fetched) {
-		refuse = &RejectRatioError{Date: day, Rejected: sum.Rejected, Fetched: sum.Fetched, Max: p.Settings.MaxRejectRatio}
+		refuse := &RejectRatioError{Date: day, Rejected: sum.Rejected, Fetched: sum.Fetched, Max: p.Settings.MaxRejectRatio}
+		err := tx.Refuse(ctx, sum, refuse.Error())
+		sum.DBTime = tx.DBTime()
+		if err != nil {
+			return etl.Failed, sum, err
+		}
+		return etl.Failed, sum, refuse
 	}
-	reason := ""
-	if refuse != nil {
-		reason = refuse.Error()
-	}
-	outcome, err := tx.Finish(ctx, sum, refuse == nil, reason)
+	outcome, err := tx.Accept(ctx, sum)
 	sum.DBTime = tx.DBTime()
 	if err != nil {
-		return "", sum, err
+		return etl.Failed, sum, err
 	}
-	if st := tx.Stored(); outcome == store.OutcomeLoaded && st != nil && st.Checksum.Valid && st.Checksum.String != sum.Checksum {
+	if st := tx.Stored(); outcome == etl.Loaded && st != nil && st.Checksum.Valid && st.Checksum.String != sum.Checksum {
 		p.Log.Warn("day content changed upstream; replaced", "date", date,
 			"old_checksum", st.Checksum.String, "new_checksum", sum.Checksum, "old_rows", st.Rows, "new_rows", sum.Loaded)
-	}
-	if refuse != nil {
-		return outcome, sum, refuse
 	}
 	return outcome, sum, nil
 }

@@ -3,8 +3,6 @@ package pipeline
 import (
 	"context"
 	"time"
-
-	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 )
 
 // prefetched is the next day's response, requested as soon as the current
@@ -15,12 +13,12 @@ type prefetched struct {
 	date  time.Time
 	abort chan struct{}
 	done  chan struct{}
-	day   *marketplace.Day
+	day   DayLines
 	err   error
 }
 
 // prefetchAfter requests next once cur's body is in.
-func (p *Pipeline) prefetchAfter(ctx context.Context, cur *marketplace.Day, next time.Time) {
+func (p *Pipeline) prefetchAfter(ctx context.Context, cur DayLines, next time.Time) {
 	p.dropPrefetch()
 	if next.IsZero() {
 		return
@@ -36,12 +34,12 @@ func (p *Pipeline) prefetchAfter(ctx context.Context, cur *marketplace.Day, next
 		case <-ctx.Done():
 			return
 		}
-		pf.day, pf.err = p.API.Open(ctx, next.Format(time.DateOnly))
+		pf.day, pf.err = p.API.Open(ctx, next)
 	}()
 }
 
 // open returns day's response: the prefetched one when there is one.
-func (p *Pipeline) open(ctx context.Context, day time.Time) (*marketplace.Day, error) {
+func (p *Pipeline) open(ctx context.Context, day time.Time) (DayLines, error) {
 	if pf := p.pending; pf != nil && pf.date.Equal(day) {
 		p.pending = nil
 		<-pf.done
@@ -50,7 +48,7 @@ func (p *Pipeline) open(ctx context.Context, day time.Time) (*marketplace.Day, e
 		}
 	}
 	p.dropPrefetch()
-	return p.API.Open(ctx, day.Format(time.DateOnly))
+	return p.API.Open(ctx, day)
 }
 
 // dropPrefetch abandons a pending prefetch, waiting for its request so that

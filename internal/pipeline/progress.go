@@ -2,19 +2,25 @@ package pipeline
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/marketplace-etl/marketplace-etl/internal/store"
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 )
+
+// StatusLine is a terminal's last line, kept below the log lines: whoever
+// writes the log to that terminal redraws it after every line, so a bar and
+// log lines never share a line.
+type StatusLine interface {
+	SetStatus(line string) // "" removes it
+}
 
 // Progress reports a pass day by day: one log line per day with its rows,
 // rate and the ETA of the pass, and a bar on a terminal.
 type Progress struct {
 	Log *slog.Logger
-	Bar io.Writer // a terminal to draw the bar on, or nil
+	Bar StatusLine // the terminal the log goes to, or nil
 
 	total int
 	start time.Time
@@ -27,7 +33,7 @@ func (p *Progress) Start(n int) {
 }
 
 // Day reports day i (1-based) of the pass.
-func (p *Progress) Day(i int, r DayReport) {
+func (p *Progress) Day(i int, r etl.DayReport) {
 	p.rows += int64(r.Summary.Fetched)
 	elapsed := time.Since(p.start)
 	eta := time.Duration(0)
@@ -38,11 +44,11 @@ func (p *Progress) Day(i int, r DayReport) {
 	if s := r.Duration.Seconds(); s > 0 {
 		rate = float64(r.Summary.Fetched) / s
 	}
-	attrs := []any{"date", r.Date.Format(time.DateOnly), "outcome", string(r.Outcome),
+	attrs := []any{"date", r.Date.Format(time.DateOnly), "outcome", r.Outcome.String(),
 		"rows_loaded", r.Summary.Loaded, "rows_rejected", r.Summary.Rejected,
 		"rows_per_second", int(rate), "duration", r.Duration.Round(time.Millisecond),
 		"progress", fmt.Sprintf("%d/%d", i, p.total), "eta", eta.Round(time.Second)}
-	if r.Outcome == store.OutcomeFailed {
+	if r.Outcome == etl.Failed {
 		attrs = append(attrs, "err", r.Err)
 		p.Log.Error("day done", attrs...)
 	} else {
@@ -51,14 +57,14 @@ func (p *Progress) Day(i int, r DayReport) {
 	if p.Bar != nil && p.total > 0 {
 		const width = 30
 		filled := width * i / p.total
-		fmt.Fprintf(p.Bar, "\r[%s%s] %d/%d days  %d rows  ETA %s ", strings.Repeat("=", filled),
-			strings.Repeat(" ", width-filled), i, p.total, p.rows, eta.Round(time.Second))
+		p.Bar.SetStatus(fmt.Sprintf("[%s%s] %d/%d days  %d rows  ETA %s", strings.Repeat("=", filled),
+			strings.Repeat(" ", width-filled), i, p.total, p.rows, eta.Round(time.Second)))
 	}
 }
 
-// Done ends the bar's line.
+// Done removes the bar: what follows is the pass's summary line.
 func (p *Progress) Done() {
 	if p.Bar != nil && p.total > 0 {
-		fmt.Fprintln(p.Bar)
+		p.Bar.SetStatus("")
 	}
 }

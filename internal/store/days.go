@@ -14,6 +14,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 )
 
@@ -199,10 +200,14 @@ type DayWriter struct {
 	offset    string // the day's UTC offset, "?" when it changes within the day
 }
 
-// rejectBatch bounds the rejects held in memory: only one COPY can run on a
-// connection, so rejects wait in a buffer while the purchases stream, and a
-// day of rejects goes out in batches.
-const rejectBatch = 5000
+// rejectBatch and rejectBatchBytes bound the rejects held in memory: only
+// one COPY can run on a connection, so rejects wait in a buffer while the
+// purchases stream, and a day of rejects goes out in batches. A rejected
+// line can be up to ETL_MAX_LINE_BYTES long, hence the bound in bytes too.
+const (
+	rejectBatch      = 5000
+	rejectBatchBytes = 4 << 20
+)
 
 // Add streams one accepted line.
 func (w *DayWriter) Add(r *purchases.Record) error {
@@ -276,7 +281,7 @@ func (w *DayWriter) Reject(raw []byte, rej *purchases.Rejection) error {
 	w.line = b
 	w.rejects.buffer(b)
 	w.nRejects++
-	if w.nRejects >= rejectBatch {
+	if w.nRejects >= rejectBatch || len(w.rejects.buf) >= rejectBatchBytes {
 		return w.flushRejects()
 	}
 	return nil
@@ -296,65 +301,56 @@ func (w *DayWriter) flushRejects() error {
 
 func (w *DayWriter) close() error { return w.flushRejects() }
 
-// Summary is what a day's load found.
-type Summary struct {
-	Fetched  int
-	Loaded   int
-	Rejected int
-	ByReason map[purchases.Reason]int
-	Checksum string
-	DBTime   time.Duration // see DayTx.DBTime
+// Accept ends the day's streams and commits the day as loaded: content
+// unchanged since the last load is discarded untouched (Unchanged);
+// otherwise the day's rows are replaced and day_loads updated (Loaded).
+func (d *DayTx) Accept(ctx context.Context, sum etl.Summary) (etl.Outcome, error) {
+	defer d.timed(time.Now())
+	if d.staged && d.stored.Checksum.String == sum.Checksum {
+		return etl.Unchanged, d.Rollback()
+	}
+	if d.staged {
+		if err := d.deleteDay(ctx); err != nil {
+			return 0, err
+		}
+		if err := d.exec(ctx, "replacing the lines", `INSERT INTO marketplace.purchases SELECT * FROM stage_purchases`); err != nil {
+			return 0, err
+		}
+		if err := d.exec(ctx, "replacing the rejects", `INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`); err != nil {
+			return 0, err
+		}
+	}
+	if err := d.record(ctx, sum, StatusLoaded, sql.NullString{}, d.staged); err != nil {
+		return 0, err
+	}
+	return etl.Loaded, d.commit()
 }
 
-// Outcome of a day's commit.
-type Outcome string
-
-// Outcomes, also the metric label values of days by outcome.
-const (
-	OutcomeLoaded    Outcome = "loaded"
-	OutcomeUnchanged Outcome = "unchanged"
-	OutcomeNoData    Outcome = "no_data"
-	OutcomeFailed    Outcome = "failed"
-)
-
-// Finish ends the day's streams and commits the day: unchanged content is
-// discarded; otherwise the day's rows are replaced and day_loads updated.
-// Rows are loaded only when accept is true; otherwise the rejects are kept
-// for inspection, the day is marked failed with failReason, and rows already
-// loaded by an earlier good load stay.
-func (d *DayTx) Finish(ctx context.Context, sum Summary, accept bool, failReason string) (Outcome, error) {
+// Refuse commits the day as failed with reason, loading none of its lines:
+// its rejects are kept for inspection, and rows loaded by an earlier good
+// load stay.
+func (d *DayTx) Refuse(ctx context.Context, sum etl.Summary, reason string) error {
 	defer d.timed(time.Now())
-	if accept && d.staged && d.stored.Checksum.String == sum.Checksum {
-		return OutcomeUnchanged, d.Rollback()
-	}
-	changed := d.staged && accept
-	switch {
-	case !accept && d.staged:
+	if d.staged {
 		// Keep the previous good lines; replace only the rejects.
-		if err := d.exec(ctx, "keeping the rejects",
-			`DELETE FROM marketplace.rejected_purchases WHERE purchase_date = $1`,
-			`INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`); err != nil {
-			return "", err
+		if err := d.exec(ctx, "keeping the rejects", `DELETE FROM marketplace.rejected_purchases WHERE purchase_date = $1`, d.date); err != nil {
+			return err
 		}
-	case !accept:
-		if err := d.exec(ctx, "discarding the lines", `DELETE FROM marketplace.purchases WHERE purchase_date = $1`); err != nil {
-			return "", err
+		if err := d.exec(ctx, "keeping the rejects", `INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`); err != nil {
+			return err
 		}
-	case d.staged:
-		if err := d.deleteDay(ctx); err != nil {
-			return "", err
-		}
-		if err := d.exec(ctx, "replacing the lines",
-			`INSERT INTO marketplace.purchases SELECT * FROM stage_purchases`,
-			`INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`); err != nil {
-			return "", err
-		}
+	} else if err := d.exec(ctx, "discarding the lines", `DELETE FROM marketplace.purchases WHERE purchase_date = $1`, d.date); err != nil {
+		return err
 	}
+	if err := d.record(ctx, sum, StatusFailed, sql.NullString{String: reason, Valid: true}, false); err != nil {
+		return err
+	}
+	return d.commit()
+}
+
+// record writes the day's row of day_loads; changed counts a checksum change.
+func (d *DayTx) record(ctx context.Context, sum etl.Summary, status string, lastErr sql.NullString, changed bool) error {
 	reasons, _ := json.Marshal(reasonCounts(sum.ByReason))
-	status, outcome, lastErr := StatusLoaded, OutcomeLoaded, sql.NullString{}
-	if !accept {
-		status, outcome, lastErr = StatusFailed, OutcomeFailed, sql.NullString{String: failReason, Valid: true}
-	}
 	_, err := d.tx.ExecContext(ctx, `
 		INSERT INTO marketplace.day_loads AS d (purchase_date, status, rows_fetched, rows_loaded, rows_rejected,
 			rejected_by_reason, checksum, checksum_changes, attempts, last_error, run_id, first_loaded_at, loaded_at, updated_at)
@@ -371,32 +367,32 @@ func (d *DayTx) Finish(ctx context.Context, sum Summary, accept bool, failReason
 		d.date, status, sum.Fetched, sum.Loaded, sum.Rejected, string(reasons), sum.Checksum, lastErr, d.runID, b2i(changed))
 	if err != nil {
 		_ = d.Rollback()
-		return "", fmt.Errorf("recording the load of %s: %w", d.date, err)
+		return fmt.Errorf("recording the load of %s: %w", d.date, err)
 	}
+	return nil
+}
+
+// commit commits the day and returns the connection to the pool.
+func (d *DayTx) commit() error {
 	if err := d.tx.Commit(); err != nil {
 		d.Rollback()
-		return "", &UnavailableError{Err: fmt.Errorf("committing %s: %w", d.date, err)}
+		return &UnavailableError{Err: fmt.Errorf("committing %s: %w", d.date, err)}
 	}
-	d.Rollback() // returns the connection to the pool
-	return outcome, nil
+	return d.Rollback()
 }
 
+// deleteDay removes the day's lines and rejects.
 func (d *DayTx) deleteDay(ctx context.Context) error {
-	return d.exec(ctx, "removing the previous lines",
-		`DELETE FROM marketplace.purchases WHERE purchase_date = $1`,
-		`DELETE FROM marketplace.rejected_purchases WHERE purchase_date = $1`)
+	if err := d.exec(ctx, "removing the previous lines", `DELETE FROM marketplace.purchases WHERE purchase_date = $1`, d.date); err != nil {
+		return err
+	}
+	return d.exec(ctx, "removing the previous rejects", `DELETE FROM marketplace.rejected_purchases WHERE purchase_date = $1`, d.date)
 }
 
-// exec runs statements in the day's transaction; those with a $1 get the date.
-func (d *DayTx) exec(ctx context.Context, what string, stmts ...string) error {
-	for _, q := range stmts {
-		var args []any
-		if strings.Contains(q, "$1") {
-			args = []any{d.date}
-		}
-		if _, err := d.tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("%s of %s: %w", what, d.date, err)
-		}
+// exec runs one statement in the day's transaction.
+func (d *DayTx) exec(ctx context.Context, what, q string, args ...any) error {
+	if _, err := d.tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("%s of %s: %w", what, d.date, err)
 	}
 	return nil
 }
@@ -414,18 +410,31 @@ func (d *DayTx) Rollback() error {
 	return err
 }
 
-// MarkDay records a day outside a load: no_data, or a failure that left no
-// rows. Neither ever downgrades a day that is already loaded: a failure
-// only notes its error there, and so does a no-data answer for a day that
-// had data (an API glitch must not delete lines). It reports the status
-// the day has afterwards.
-func (s *Store) MarkDay(ctx context.Context, date time.Time, runID int64, status, lastErr string) (string, error) {
+// MarkNoData records that the API has no data for date, removing any lines
+// it had. It never downgrades a day that is already loaded: an API glitch
+// must not delete lines, so such a day keeps its lines, notes the answer,
+// and MarkNoData reports keptLoaded.
+func (s *Store) MarkNoData(ctx context.Context, date time.Time, runID int64) (keptLoaded bool, err error) {
+	status, err := s.markDay(ctx, date, runID, StatusNoData, "")
+	return status == StatusLoaded, err
+}
+
+// MarkFailed records a failure that left no rows. A day already loaded
+// stays loaded and only notes the error.
+func (s *Store) MarkFailed(ctx context.Context, date time.Time, runID int64, reason string) error {
+	_, err := s.markDay(ctx, date, runID, StatusFailed, reason)
+	return err
+}
+
+// markDay records a day outside a load and reports the status the day has
+// afterwards.
+func (s *Store) markDay(ctx context.Context, date time.Time, runID int64, status, lastErr string) (string, error) {
 	d, err := s.BeginDay(ctx, date, runID)
 	if err != nil {
 		return "", err
 	}
 	defer d.Rollback()
-	if d.stored != nil && d.stored.Status == StatusLoaded && status != StatusLoaded {
+	if d.stored != nil && d.stored.Status == StatusLoaded {
 		if status == StatusNoData {
 			lastErr = "the API answered with its no-data sentence for a day that has lines; the loaded lines are kept"
 		}

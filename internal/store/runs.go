@@ -6,25 +6,12 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 )
 
-// Run describes one invocation, for marketplace.etl_runs.
-type Run struct {
-	Mode       string // run or backfill
-	From, To   time.Time
-	ShardIndex int
-	ShardCount int
-	Version    string
-}
-
-// RunTotals is what a finished run did.
-type RunTotals struct {
-	DaysLoaded, DaysUnchanged, DaysNoData, DaysFailed int
-	RowsLoaded, RowsRejected                          int64
-}
-
 // StartRun records the start of an invocation and returns its id.
-func (s *Store) StartRun(ctx context.Context, r Run) (int64, error) {
+func (s *Store) StartRun(ctx context.Context, r etl.Run) (int64, error) {
 	host, _ := os.Hostname()
 	var id int64
 	err := s.db.QueryRowContext(ctx, `INSERT INTO marketplace.etl_runs (mode, range_from, range_to, shard_index, shard_count, version, host)
@@ -37,7 +24,7 @@ func (s *Store) StartRun(ctx context.Context, r Run) (int64, error) {
 }
 
 // FinishRun records the end of an invocation; runErr nil means success.
-func (s *Store) FinishRun(ctx context.Context, id int64, t RunTotals, runErr error) error {
+func (s *Store) FinishRun(ctx context.Context, id int64, t etl.RunTotals, runErr error) error {
 	status, msg := "succeeded", sql.NullString{}
 	if runErr != nil {
 		status, msg = "failed", sql.NullString{String: runErr.Error(), Valid: true}
