@@ -195,6 +195,19 @@ COMMENT ON COLUMN marts.cohort_activity.activity_month IS 'First day of the mont
 COMMENT ON COLUMN marts.cohort_activity.active_clients IS 'Cohort clients with a purchase in activity_month.';
 COMMENT ON COLUMN marts.cohort_activity.revenue IS 'Their revenue in activity_month.';
 
+CREATE TABLE marts.product_day (
+    day        date    NOT NULL,
+    product_id integer NOT NULL,
+    units      bigint  NOT NULL,
+    revenue    numeric NOT NULL,
+    PRIMARY KEY (day, product_id)
+);
+COMMENT ON TABLE marts.product_day IS 'Internal helper, grain: day and product sold that day. Replaced for the changed days; its old rows are what a changed day takes away from product_month.';
+COMMENT ON COLUMN marts.product_day.day IS 'Business day.';
+COMMENT ON COLUMN marts.product_day.product_id IS 'Product id.';
+COMMENT ON COLUMN marts.product_day.units IS 'Units (sum of quantity) that day.';
+COMMENT ON COLUMN marts.product_day.revenue IS 'Revenue (sum of total_price) that day.';
+
 CREATE TABLE marts.product_month (
     month      date    NOT NULL,
     product_id integer NOT NULL,
@@ -202,7 +215,7 @@ CREATE TABLE marts.product_month (
     revenue    numeric NOT NULL,
     PRIMARY KEY (month, product_id)
 );
-COMMENT ON TABLE marts.product_month IS 'Internal helper, grain: month and product sold in it. Recomputed for the months of changed days; base of the ABC/XYZ period and of monthly_sales.products.';
+COMMENT ON TABLE marts.product_month IS 'Internal helper, grain: month and product sold in it. Corrected by delta from product_day for the changed days; base of the ABC/XYZ period and of monthly_sales.products.';
 COMMENT ON COLUMN marts.product_month.month IS 'First day of the calendar month.';
 COMMENT ON COLUMN marts.product_month.product_id IS 'Product id.';
 COMMENT ON COLUMN marts.product_month.units IS 'Units (sum of quantity) in the month.';

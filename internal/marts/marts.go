@@ -50,6 +50,7 @@ var Helpers = []string{
 	"marts.client_stats",
 	"marts.client_events",
 	"marts.cohort_activity",
+	"marts.product_day",
 	"marts.product_month",
 	"marts.monthly_products",
 	"marts.product_period",
@@ -63,7 +64,7 @@ var Helpers = []string{
 // Tables are the tables Update writes; Rebuild empties them first.
 var Tables = []string{
 	"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.client_day",
-	"marts.client_stats", "marts.client_events", "marts.cohort_activity", "marts.product_month",
+	"marts.client_stats", "marts.client_events", "marts.cohort_activity", "marts.product_day", "marts.product_month",
 	"marts.monthly_products", "marts.abc_xyz_period", "marts.product_period", "marts.rfm_thresholds",
 	"marts.rfm_histogram",
 }
@@ -344,6 +345,16 @@ func rfmHistogram(sign, scope string) string {
 		ON CONFLICT (measure, bucket) DO UPDATE SET clients = t.clients + EXCLUDED.clients`
 }
 
+// productMonth adds or subtracts the product_day rows of the changed days
+// to product_month.
+func productMonth(sign string) string {
+	return `INSERT INTO marts.product_month AS t (month, product_id, units, revenue)
+		SELECT date_trunc('month', day)::date, product_id, ` + sign + ` * sum(units), ` + sign + ` * sum(revenue)
+		FROM marts.product_day WHERE day = ANY($1::date[])
+		GROUP BY 1, 2
+		ON CONFLICT (month, product_id) DO UPDATE SET units = t.units + EXCLUDED.units, revenue = t.revenue + EXCLUDED.revenue`
+}
+
 // months of the changed days, for the per-month tables.
 const changedMonths = `(SELECT DISTINCT date_trunc('month', d)::date FROM unnest($1::date[]) AS d)`
 
@@ -445,24 +456,23 @@ func steps(fresh bool) []step {
 			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
 			GROUP BY purchase_date, seconds_from_midnight / 3600`,
 		}},
-		// A changed day's month is recomputed from its lines, but only the
-		// products whose totals moved are written.
-		step{"updating product_month", []string{
-			`CREATE TEMP TABLE marts_product_month (month date, product_id integer, units bigint, revenue numeric) ON COMMIT DROP`,
-			`INSERT INTO marts_product_month
-			SELECT m.month, p.product_id, sum(p.quantity), sum(p.total_price)
-			FROM (SELECT DISTINCT date_trunc('month', d)::date AS month FROM unnest($1::date[]) AS d) m
-			JOIN marketplace.purchases p ON p.purchase_date >= m.month AND p.purchase_date < (m.month + interval '1 month')::date
+		// The changed days' old product totals leave their months, the new
+		// ones come in.
+		step{"subtracting the old product days", []string{productMonth("-1")}},
+		step{"replacing product_day", []string{
+			`DELETE FROM marts.product_day WHERE day = ANY($1::date[])`,
+			`INSERT INTO marts.product_day (day, product_id, units, revenue)
+			SELECT purchase_date, product_id, sum(quantity), sum(total_price)
+			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
 			GROUP BY 1, 2`,
-			`DELETE FROM marts.product_month pm WHERE pm.month IN ` + changedMonths + `
-				AND NOT EXISTS (SELECT FROM marts_product_month t WHERE t.month = pm.month AND t.product_id = pm.product_id)`,
-			`INSERT INTO marts.product_month AS pm (month, product_id, units, revenue)
-			SELECT month, product_id, units, revenue FROM marts_product_month
-			ON CONFLICT (month, product_id) DO UPDATE SET units = EXCLUDED.units, revenue = EXCLUDED.revenue
-			WHERE (pm.units, pm.revenue) IS DISTINCT FROM (EXCLUDED.units, EXCLUDED.revenue)`,
+		}},
+		step{"adding the new product days", []string{productMonth("1")}},
+		step{"updating monthly_products", []string{
+			`DELETE FROM marts.product_month WHERE month IN ` + changedMonths + ` AND units = 0`,
 			`DELETE FROM marts.monthly_products WHERE month IN ` + changedMonths,
 			`INSERT INTO marts.monthly_products (month, products)
-			SELECT month, count(*) FROM marts_product_month GROUP BY month`,
+			SELECT month, count(*) FROM marts.product_month WHERE month IN ` + changedMonths + `
+			GROUP BY month`,
 		}},
 	)
 	return out
