@@ -13,7 +13,7 @@ HELM_VERSION ?= v3.19.0
 HELM_UNITTEST_VERSION ?= v1.0.3
 export HELM_VERSION HELM_UNITTEST_VERSION VERSION IMAGE BIN_DIR
 
-.PHONY: all build test test-go test-chart test-rules bench demo e2e-k8s image tools lint fuzz clean help
+.PHONY: all build test test-go test-chart test-rules bench demo e2e-k8s image image-push image-docker tools lint fuzz clean help
 
 all: build ## Build the binary (default)
 
@@ -50,7 +50,13 @@ demo: build ## Throw-away PostgreSQL + simulator, 30-day backfill, daily run, su
 e2e-k8s: tools build ## Install the chart into the API server at $$KUBECONFIG
 	@hack/e2e-k8s.sh
 
-image: ## Build the container image (needs a container engine)
+image: ## Build and check the image without a container engine: bin/image/oci, bin/image/marketplace-etl.tar
+	@hack/image.sh
+
+image-push: ## Build, check and push the image to $$(IMAGE) (credentials from ~/.docker/config.json)
+	@PUSH=1 hack/image.sh
+
+image-docker: ## Build the image from the Dockerfile (needs a container engine)
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 tools: ## Install pinned helm and helm-unittest into ./bin

@@ -63,7 +63,7 @@ func cases(t *testing.T, chartDir string) []renderCase {
 		{name: "defaults", expect: []string{
 			"CronJob/rel-marketplace-daily", "StatefulSet/rel-marketplace-postgresql",
 			"Secret/rel-marketplace-postgresql", "Deployment/rel-marketplace-metabase",
-			"Job/rel-marketplace-metabase-setup", "Pod/rel-marketplace-test-check",
+			"Job/rel-marketplace-migrate", "CronJob/rel-marketplace-backfill", "Pod/rel-marketplace-test-check",
 			"ConfigMap/rel-marketplace-etl", "ConfigMap/rel-marketplace-postgresql-init",
 		}},
 		{name: "backfill-open-range", set: []string{"backfill.enabled=true", "backfill.from=2024-02-01"}},
@@ -176,6 +176,25 @@ type prometheusRule struct {
 	} `json:"spec"`
 }
 
+// serviceMonitor is the subset of monitoring.coreos.com/v1 ServiceMonitor the chart renders.
+type serviceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector          metav1.LabelSelector `json:"selector"`
+		NamespaceSelector struct {
+			MatchNames []string `json:"matchNames,omitempty"`
+		} `json:"namespaceSelector,omitempty"`
+		Endpoints []struct {
+			Port          string `json:"port"`
+			Path          string `json:"path,omitempty"`
+			HonorLabels   bool   `json:"honorLabels,omitempty"`
+			Interval      string `json:"interval,omitempty"`
+			ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
 // newObject returns an empty typed object for a rendered apiVersion and kind.
 func newObject(apiVersion, kind string) (any, error) {
 	switch apiVersion + "/" + kind {
@@ -189,6 +208,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &corev1.Service{}, nil
 	case "v1/Pod":
 		return &corev1.Pod{}, nil
+	case "v1/PersistentVolumeClaim":
+		return &corev1.PersistentVolumeClaim{}, nil
 	case "apps/v1/Deployment":
 		return &appsv1.Deployment{}, nil
 	case "apps/v1/StatefulSet":
@@ -203,6 +224,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &networkingv1.NetworkPolicy{}, nil
 	case "monitoring.coreos.com/v1/PrometheusRule":
 		return &prometheusRule{}, nil
+	case "monitoring.coreos.com/v1/ServiceMonitor":
+		return &serviceMonitor{}, nil
 	}
 	return nil, fmt.Errorf("unexpected object %s %s: add it to newObject", apiVersion, kind)
 }

@@ -81,6 +81,7 @@ func TestHelpPrintsTheFlagsAndExits0EvenWithABadEnvironment(t *testing.T) {
 }
 
 func TestBadFlagsAreOneUsageLine(t *testing.T) {
+	t.Setenv("LOG_FORMAT", "text") // the plain failure line
 	cases := []struct {
 		args []string
 		want string
@@ -115,6 +116,7 @@ func TestBadFlagsAreOneUsageLine(t *testing.T) {
 
 func TestBadEnvironmentIsOneUsageLine(t *testing.T) {
 	t.Setenv("ETL_CATCHUP_DAYS", "seven")
+	t.Setenv("LOG_FORMAT", "text")
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"run", "--date", "2023-01-01"}, &stdout, &stderr)
 	if out := strings.TrimSpace(stderr.String()); code != ExitUsage || out != `marketplace-etl run: ETL_CATCHUP_DAYS="seven": expected a whole number` {

@@ -16,6 +16,10 @@
 //   - while it runs, at most every ProgressInterval: the progress timestamp;
 //   - at the end: everything else.
 //
+// A backfill shard that succeeds deletes its group instead of its end push,
+// and shard 0 deletes the groups of shard indexes its backfill does not
+// have (cleanup.go): nothing of a finished backfill keeps an alert firing.
+//
 // Pushing never fails the pass: a push that fails is logged as a warning.
 package metrics
 
@@ -84,13 +88,14 @@ type Recorder struct {
 	dayLoad                                 prometheus.Histogram
 	dbLoad                                  prometheus.Histogram
 	newest                                  prometheus.Gauge
-	marts                                   prometheus.Gauge
+	marts, martsRefreshed                   prometheus.Gauge
 	buildInfo                               *prometheus.GaugeVec
 
 	mu           sync.Mutex
 	lastProgress time.Time
 	progressOff  bool // a push failed: do not slow the pass down further
 	martsRan     bool
+	martsOK      bool
 }
 
 // GroupingKey is the grouping key of a run's metrics besides the job: the
@@ -167,6 +172,8 @@ func New(o Options) (*Recorder, error) {
 			Help: "Time one business day's load spent in PostgreSQL (COPY, replacing the day, bookkeeping, commit) in the last pass.", Buckets: DayLoadBuckets}),
 		newest: gauge("marketplace_etl_newest_loaded_date_timestamp_seconds", "Unix time of the start (00:00 UTC) of the newest business day fully loaded."),
 		marts:  gauge("marketplace_etl_last_run_marts_refresh_duration_seconds", "Duration of the last pass's refresh of the marts."),
+		martsRefreshed: gauge("marketplace_etl_marts_refreshed_timestamp_seconds",
+			"Unix time a pass last brought the marts up to date successfully."),
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "marketplace_etl_build_info",
 			Help: "Always 1; the version label is the version of the binary of the last pass."}, []string{"version"}),
 	}
@@ -193,6 +200,9 @@ func New(o Options) (*Recorder, error) {
 	r.lastProgress = now
 	if err := r.push("start", r.start, r.progress); err != nil {
 		r.progressOff = true
+	}
+	if o.Run.Mode == "backfill" && o.Run.ShardIndex == 0 && o.Run.ShardCount > 0 && !r.progressOff {
+		_ = r.dropSupersededShards(o.Run.ShardCount)
 	}
 	return r, nil
 }
@@ -246,12 +256,16 @@ func (r *Recorder) DayFinished(rep etl.DayReport) {
 	}
 }
 
-// MartsRefreshed records the refresh of the marts.
-func (r *Recorder) MartsRefreshed(d time.Duration, _ error) {
+// MartsRefreshed records the refresh of the marts; err is the refresh's.
+func (r *Recorder) MartsRefreshed(d time.Duration, err error) {
 	r.mu.Lock()
 	r.martsRan = true
+	r.martsOK = err == nil
 	r.mu.Unlock()
 	r.marts.Set(d.Seconds())
+	if err == nil {
+		r.martsRefreshed.Set(float64(time.Now().UnixNano()) / 1e9)
+	}
 }
 
 // Finish pushes the pass's metrics. err is the pass's error, nil on
@@ -296,7 +310,16 @@ func (r *Recorder) Finish(res etl.Result, err error, started time.Time) {
 	if r.martsRan {
 		cs = append(cs, r.marts)
 	}
+	if r.martsOK {
+		cs = append(cs, r.martsRefreshed)
+	}
 	r.mu.Unlock()
+	if ok && r.opts.Run.Mode == "backfill" {
+		// Nothing of a finished shard needs watching: leaving the group
+		// would keep its last failure or start on the gateway for ever.
+		_ = r.deleteGroup()
+		return
+	}
 	_ = r.push("end", cs...)
 }
 

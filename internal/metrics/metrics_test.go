@@ -75,7 +75,7 @@ func aPass(r *Recorder) etl.Result {
 
 func TestPushes(t *testing.T) {
 	srv, pushes := fakeGateway(t)
-	run := etl.Run{Mode: "backfill", ShardIndex: 1, ShardCount: 3}
+	run := etl.Run{Mode: "run", ShardCount: 1}
 	r, err := New(Options{URL: srv.URL, Job: "marketplace_etl", Username: "etl", Password: "s3cret", Timeout: time.Second,
 		Grouping: map[string]string{"env": "prod"}, Run: run, Version: "v1.2.3", ExitCode: exitCode, ProgressInterval: -1})
 	if err != nil {
@@ -90,9 +90,9 @@ func TestPushes(t *testing.T) {
 		t.Fatalf("%d pushes, want the start and the end", len(ps))
 	}
 	for _, p := range ps {
-		// Add semantics: POST. The grouping key: job, mode, shard, extra labels; no date.
-		if g := groupOf(p.path); p.method != http.MethodPost || g != "env=prod job=marketplace_etl mode=backfill shard=1" {
-			t.Errorf("push %s %s (%s), want POST to job=marketplace_etl, env=prod, mode=backfill, shard=1", p.method, p.path, g)
+		// Add semantics: POST. The grouping key: job, mode, extra labels; no date.
+		if g := groupOf(p.path); p.method != http.MethodPost || g != "env=prod job=marketplace_etl mode=run" {
+			t.Errorf("push %s %s (%s), want POST to job=marketplace_etl, env=prod, mode=run", p.method, p.path, g)
 		}
 		if p.auth != "Basic ZXRsOnMzY3JldA==" {
 			t.Errorf("Authorization %q, want basic auth etl:s3cret", p.auth)
@@ -142,6 +142,9 @@ func TestPushes(t *testing.T) {
 	if succ := value(t, f, "marketplace_etl_last_success_timestamp_seconds", none); succ != end || end < float64(started.Unix()) {
 		t.Errorf("success %v, end %v: want both the end of the pass", succ, end)
 	}
+	if m := value(t, f, "marketplace_etl_marts_refreshed_timestamp_seconds", none); m < float64(started.Unix()) || m > end {
+		t.Errorf("marts refreshed at %v, want during the pass (%v to %v)", m, started.Unix(), end)
+	}
 	if d := value(t, f, "marketplace_etl_last_run_duration_seconds", none); d < 5 || d > 60 {
 		t.Errorf("duration %v s, want about 5 s", d)
 	}
@@ -173,7 +176,7 @@ func TestFailureOmitsSuccessTimestamp(t *testing.T) {
 		t.Errorf("group %s, want job=j mode=run: no shard for the daily run", g)
 	}
 	for _, n := range []string{"marketplace_etl_last_success_timestamp_seconds", "marketplace_etl_newest_loaded_date_timestamp_seconds",
-		"marketplace_etl_last_run_marts_refresh_duration_seconds"} {
+		"marketplace_etl_last_run_marts_refresh_duration_seconds", "marketplace_etl_marts_refreshed_timestamp_seconds"} {
 		if f[n] != nil {
 			t.Errorf("a failed pass pushed %s", n)
 		}
@@ -186,6 +189,60 @@ func TestFailureOmitsSuccessTimestamp(t *testing.T) {
 	}
 	if v := value(t, f, "marketplace_etl_last_run_dates", map[string]string{"outcome": "failed"}); v != 1 {
 		t.Errorf("days failed %v, want 1", v)
+	}
+}
+
+// A marts refresh that failed pushes its duration but not a new refresh time:
+// the marts are as stale as before.
+func TestFailedMartsRefreshKeepsRefreshTime(t *testing.T) {
+	srv, pushes := fakeGateway(t)
+	r, err := New(Options{URL: srv.URL, Job: "j", Run: etl.Run{Mode: "run"}, ExitCode: exitCode, ProgressInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.MartsRefreshed(2*time.Second, errors.New("lock timeout"))
+	r.Finish(etl.Result{}, errors.New("marts failed"), time.Now())
+	ps := pushes()
+	f := ps[len(ps)-1].fams
+	if f["marketplace_etl_marts_refreshed_timestamp_seconds"] != nil {
+		t.Error("a failed marts refresh pushed a new refresh time")
+	}
+	if v := value(t, f, "marketplace_etl_last_run_marts_refresh_duration_seconds", nil); v != 2 {
+		t.Errorf("marts refresh duration %v, want 2", v)
+	}
+}
+
+// A backfill shard that succeeds deletes its group instead of pushing its
+// end: nothing is left to keep an alert firing. One that fails pushes its
+// end and stays.
+func TestBackfillShardGroup(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		err     error
+		methods string
+	}{
+		{"success deletes the group", nil, "POST DELETE"},
+		{"failure keeps the group", errors.New("failed"), "POST POST"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, pushes := fakeGateway(t)
+			r, err := New(Options{URL: srv.URL, Job: "j", Grouping: map[string]string{"release": "mp"},
+				Run: etl.Run{Mode: "backfill", ShardIndex: 1, ShardCount: 3}, ExitCode: exitCode, ProgressInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Finish(aPass(r), c.err, time.Now())
+			var methods []string
+			for _, p := range pushes() {
+				methods = append(methods, p.method)
+				if g := groupOf(p.path); g != "job=j mode=backfill release=mp shard=1" {
+					t.Errorf("%s %s, want the group of shard 1", p.method, g)
+				}
+			}
+			if got := strings.Join(methods, " "); got != c.methods {
+				t.Errorf("requests %s, want %s", got, c.methods)
+			}
+		})
 	}
 }
 

@@ -234,23 +234,52 @@ func TestPushgateway(t *testing.T) {
 		t.Errorf("end timestamp %v, want after the last success %v", end, success)
 	}
 
-	// 3. A backfill shard pushes to its own group and leaves the daily run's alone.
-	if code, stderr := e.run(nil, "backfill", "--from", "2023-01-01", "--to", "2023-01-04", "--shard-index", "1", "--shard-count", "2"); code != 0 {
-		t.Fatalf("backfill shard 1/2: exit %d\n%s", code, stderr)
+	// 3. A backfill shard whose API fails pushes its failure to its own group and leaves the
+	// daily run's alone.
+	code, stderr = e.run([]string{"MARKETPLACE_API_URL=" + sim.URL + "/missing"}, "backfill", "--from", "2023-01-01", "--to", "2023-01-04",
+		"--shard-index", "3", "--shard-count", "4")
+	if code == 0 {
+		t.Fatalf("backfill shard 3/4 against a missing API path: exit 0, want a failure\n%s", stderr)
 	}
 	f = scrape(t, gw)
-	shardGroup := map[string]string{"job": "marketplace_etl", "mode": "backfill", "shard": "1", "env": "test"}
-	shardRows := e.count(`SELECT count(*) FROM marketplace.purchases WHERE purchase_date < '2023-01-05'`)
-	if got := value(t, f, "marketplace_etl_last_run_rows_loaded", shardGroup); got != shardRows || shardRows == 0 {
-		t.Errorf("backfill shard rows loaded %v, want %v (> 0)", got, shardRows)
-	}
-	if got := value(t, f, "marketplace_etl_last_run_dates", with(shardGroup, "outcome", "loaded")); got != 2 {
-		t.Errorf("backfill shard 1 of 2 over 4 days loaded %v dates, want 2", got)
+	shard3 := map[string]string{"job": "marketplace_etl", "mode": "backfill", "shard": "3", "env": "test"}
+	if got := value(t, f, "marketplace_etl_last_run_exit_code", shard3); got != float64(code) {
+		t.Errorf("backfill shard 3 exit code %v, want %d", got, code)
 	}
 	if got := value(t, f, "marketplace_etl_last_run_exit_code", runGroup); got != 1 {
 		t.Errorf("the backfill changed the daily run's exit code to %v", got)
 	}
-	// Never a date or a pod name in a group: exactly the two groups exist.
+	// Another release on the same gateway, with the same shard index.
+	other := exec.Command(binary, "backfill", "--from", "2023-01-01", "--to", "2023-01-04", "--shard-index", "3", "--shard-count", "4")
+	other.Env = []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dsn, "MARKETPLACE_API_URL=" + sim.URL + "/missing",
+		"ETL_HTTP_RETRIES=0", "PUSHGATEWAY_URL=" + gw, "PUSHGATEWAY_GROUPING_LABELS=env=other"}
+	if out, err := other.CombinedOutput(); err == nil {
+		t.Fatalf("the other release's backfill against a missing API path succeeded:\n%s", out)
+	}
+	if got := groupsOf(scrape(t, gw)); len(got) != 3 {
+		t.Fatalf("groups on the gateway: %v, want the daily run and two shard 3 groups", got)
+	}
+
+	// 4. A new backfill with two shards: shard 0 drops the superseded shard 3 of its own
+	// grouping labels at its start, and each shard that succeeds deletes its own group.
+	for _, shard := range []string{"1", "0"} {
+		if code, stderr := e.run(nil, "backfill", "--from", "2023-01-01", "--to", "2023-01-04", "--shard-index", shard, "--shard-count", "2"); code != 0 {
+			t.Fatalf("backfill shard %s/2: exit %d\n%s", shard, code, stderr)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM marketplace.purchases WHERE purchase_date < '2023-01-05'`); n == 0 {
+		t.Error("the backfill loaded nothing")
+	}
+	// Never a date or a pod name in a group: exactly the daily run's group and the other
+	// release's are left.
+	groups := groupsOf(scrape(t, gw))
+	if len(groups) != 2 || !groups["env=test,job=marketplace_etl,mode=run"] || !groups["env=other,job=marketplace_etl,mode=backfill,shard=3"] {
+		t.Errorf("groups on the gateway: %v, want the daily run and the other release's shard 3", groups)
+	}
+}
+
+// groupsOf lists the groups that have a start timestamp, as "k=v,..." of their non-empty labels.
+func groupsOf(f map[string]*dto.MetricFamily) map[string]bool {
 	groups := map[string]bool{}
 	for _, m := range f["marketplace_etl_last_run_start_timestamp_seconds"].GetMetric() {
 		var kv []string
@@ -261,9 +290,7 @@ func TestPushgateway(t *testing.T) {
 		}
 		groups[strings.Join(kv, ",")] = true
 	}
-	if len(groups) != 2 || !groups["env=test,job=marketplace_etl,mode=run"] || !groups["env=test,job=marketplace_etl,mode=backfill,shard=1"] {
-		t.Errorf("groups on the gateway: %v, want the daily run and backfill shard 1", groups)
-	}
+	return groups
 }
 
 // A pass whose gateway does not answer still succeeds, with a warning.

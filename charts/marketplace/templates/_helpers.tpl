@@ -135,8 +135,28 @@ Database settings by key: dict "root" $ "key" "database" -> postgresql.auth.<key
 {{- end }}
 {{- end }}
 
+{{/*
+libpq sslmode of the warehouse connections (ETL and Metabase's warehouse connection).
+*/}}
 {{- define "marketplace.database.sslmode" -}}
-{{- if .Values.postgresql.enabled }}disable{{ else }}{{ .Values.externalDatabase.sslmode }}{{ end }}
+{{- if .Values.postgresql.enabled }}
+{{- if .Values.postgresql.tls.enabled }}{{ .Values.postgresql.tls.sslmode }}{{ else }}disable{{ end }}
+{{- else }}
+{{- .Values.externalDatabase.sslmode }}
+{{- end }}
+{{- end }}
+
+{{/*
+Path of the CA bundle that verifies the database's certificate, or nothing: the bundled
+PostgreSQL's ca.crt (mounted by the chart), else externalDatabase.sslRootCert (a file you mount
+with extraVolumes/extraVolumeMounts).
+*/}}
+{{- define "marketplace.database.sslRootCert" -}}
+{{- if .Values.postgresql.enabled }}
+{{- if .Values.postgresql.tls.enabled }}/etc/marketplace-etl/postgresql-ca/ca.crt{{ end }}
+{{- else }}
+{{- .Values.externalDatabase.sslRootCert }}
+{{- end }}
 {{- end }}
 
 {{/* ---------------------------------------------------------------- services */}}
@@ -165,6 +185,13 @@ Database settings by key: dict "root" $ "key" "database" -> postgresql.auth.<key
 {{- end }}
 {{- end }}
 
+{{/*
+Start of every backfill Job's name (the range and a hash follow); the alert rules match it.
+*/}}
+{{- define "marketplace.backfill.namePrefix" -}}
+{{- printf "%s-backfill-" (include "marketplace.fullname" . | trunc 24 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "marketplace.mockApi.fullname" -}}
 {{- printf "%s-mockapi" (include "marketplace.fullname" .) }}
 {{- end }}
@@ -181,6 +208,8 @@ Database settings by key: dict "root" $ "key" "database" -> postgresql.auth.<key
 A password kept across upgrades: the value already stored in the live Secret when there is one
 (`lookup`; empty under `helm template` and --dry-run), a new random one otherwise.
 dict "root" $ "name" <secret name> "key" <data key>. Output is base64-encoded.
+Under gitOps (rendered with `helm template`) `lookup` finds nothing and every render would make
+new passwords: marketplace.validate refuses generated Secrets there.
 */}}
 {{- define "marketplace.keptSecretValue" -}}
 {{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name }}
@@ -201,6 +230,10 @@ Environment of every marketplace-etl container: the ConfigMap plus the secrets.
     name: {{ include "marketplace.fullname" . }}-etl
 {{- end }}
 
+{{/*
+Environment of the ETL containers that load data (daily, backfill, migrate, test): the ETL role's
+password only (never the superuser's, the read-only role's or Metabase's).
+*/}}
 {{- define "marketplace.etl.env" -}}
 - name: PGPASSWORD
   valueFrom:
@@ -243,10 +276,24 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
 volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 256Mi
+  {{- if and .Values.postgresql.enabled .Values.postgresql.tls.enabled }}
+  - name: postgresql-ca
+    secret:
+      secretName: {{ .Values.postgresql.tls.existingSecret }}
+      items:
+        - key: ca.crt
+          path: ca.crt
+  {{- end }}
+  {{- with .Values.etl.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{/*
@@ -262,6 +309,14 @@ resources:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+  {{- if and .Values.postgresql.enabled .Values.postgresql.tls.enabled }}
+  - name: postgresql-ca
+    mountPath: /etc/marketplace-etl/postgresql-ca
+    readOnly: true
+  {{- end }}
+  {{- with .Values.etl.extraVolumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{/*
@@ -278,6 +333,70 @@ rules:
   - action: Ignore
     onPodConditions:
       - type: DisruptionTarget
+{{- end }}
+
+{{/*
+Wait for the bundled PostgreSQL before the first migration (an init container on the postgres
+image, which has pg_isready): Jobs created by `helm install` start while the database is still
+running initdb, and a failed pod would cost the Job's exponential back-off. An external database
+is expected to be up.
+*/}}
+{{- define "marketplace.etl.waitForDatabase" -}}
+{{- if .Values.postgresql.enabled }}
+initContainers:
+  - name: wait-for-postgresql
+    image: "{{ .Values.postgresql.image.repository }}:{{ .Values.postgresql.image.tag }}"
+    imagePullPolicy: {{ .Values.postgresql.image.pullPolicy }}
+    command: ["sh", "-c", "until pg_isready -q -h \"$PGHOST\" -p \"$PGPORT\"; do sleep 2; done"]
+    env:
+      - name: PGHOST
+        value: {{ include "marketplace.database.host" . | quote }}
+      - name: PGPORT
+        value: {{ include "marketplace.database.port" . | quote }}
+    securityContext:
+      {{- toYaml .Values.securityContext | nindent 6 }}
+    resources:
+      requests:
+        cpu: 10m
+        memory: 16Mi
+      limits:
+        memory: 64Mi
+{{- end }}
+{{- end }}
+
+{{/*
+Whether a Job runs as a Helm hook: dict "root" $ "useHelmHooks" <bool>. Never under gitOps.
+Outputs "true" or nothing.
+*/}}
+{{- define "marketplace.useHelmHooks" -}}
+{{- if and .useHelmHooks (not .root.Values.gitOps) }}true{{ end }}
+{{- end }}
+
+{{/*
+Refuses value combinations that break an installed release. Included once, by the ETL ConfigMap.
+*/}}
+{{- define "marketplace.validate" -}}
+{{- if .Values.gitOps }}
+{{- $missing := list }}
+{{- if and .Values.postgresql.enabled (not .Values.postgresql.auth.existingSecret) }}
+{{- $missing = append $missing "postgresql.auth.existingSecret" }}
+{{- end }}
+{{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.existingSecret) }}
+{{- $missing = append $missing "externalDatabase.existingSecret" }}
+{{- end }}
+{{- if and .Values.metabase.enabled (not .Values.metabase.existingSecret) }}
+{{- $missing = append $missing "metabase.existingSecret" }}
+{{- end }}
+{{- with $missing }}
+{{- fail (printf "gitOps=true: set %s. A chart rendered with `helm template` (Argo CD, Flux post-renderers) cannot read back generated passwords, so every sync would rotate them and lock the ETL and Metabase out; create the Secrets first (docs/deployment.md, GitOps)" (join ", " .)) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.postgresql.enabled .Values.postgresql.tls.enabled (not .Values.postgresql.tls.existingSecret) }}
+{{- fail "postgresql.tls.enabled=true: set postgresql.tls.existingSecret to a Secret with tls.crt, tls.key and ca.crt (e.g. one cert-manager writes)" }}
+{{- end }}
+{{- if eq .Values.postgresql.auth.username "postgres" }}
+{{- fail "postgresql.auth.username=postgres: that is the bundled database's superuser; the ETL connects as its own non-superuser role (default marketplace)" }}
+{{- end }}
 {{- end }}
 
 {{/*
