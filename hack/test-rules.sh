@@ -14,7 +14,8 @@ promtool check rules "$files/alerts.rules.yaml"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sed -e 's/${NAMESPACE}/etl/g' -e 's/${RELEASE}/mp/g' -e 's/${CRONJOB}/mp-marketplace-daily/g' \
-  -e 's/${BACKFILL_JOB_PREFIX}/mp-marketplace-backfill-/g' "$files/alerts.rules.yaml" >"$tmp/alerts.rules.yaml"
+  -e 's/${BACKFILL_JOB_PREFIX}/mp-marketplace-backfill-/g' -e 's/${BACKFILL_CRONJOB}/mp-marketplace-backfill/g' \
+  "$files/alerts.rules.yaml" >"$tmp/alerts.rules.yaml"
 if grep -n '${' "$tmp/alerts.rules.yaml"; then
   echo "test-rules: a placeholder of alerts.rules.yaml is not substituted above (and probably not by the chart)" >&2
   exit 1

@@ -132,7 +132,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	if took < 2*time.Second {
 		t.Fatalf("two 429 answers with Retry-After: 1 were retried within %s", took)
 	}
-	if !strings.Contains(stderr, `"wait":1000000000`) {
+	if !strings.Contains(stderr, `"wait":1,`) { // seconds: JSON logs write durations as seconds
 		t.Fatalf("the retry did not wait the 1s asked for\n%s", stderr)
 	}
 	e.checkAgainstSimulator("2023-04-05", "2023-04-05")
@@ -303,7 +303,7 @@ func TestPostgresRestartMidBackfill(t *testing.T) {
 		}
 		e.checkAgainstSimulator("2023-08-01", "2023-08-20")
 		t.Logf("round %d: restart after %s, exit %d, %s loaded", round, after, code, e.scalar(`SELECT count(*) FROM marketplace.day_loads WHERE status = 'loaded'`))
-		if code == 1 && !strings.Contains(lastLine(stderr.String()), "marketplace-etl backfill:") {
+		if code == 1 && !strings.Contains(lastLine(stderr.String()), `"msg":"command failed","command":"backfill"`) {
 			t.Fatalf("round %d: no final error line\n%s", round, stderr.String())
 		}
 	}

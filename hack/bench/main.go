@@ -598,8 +598,8 @@ func martsInLog(path string) (float64, error) {
 
 func duration(v any) float64 {
 	switch d := v.(type) {
-	case float64: // slog's JSON handler writes nanoseconds
-		return d / 1e9
+	case float64: // the product's JSON logs write durations in seconds
+		return d
 	case string:
 		if x, err := time.ParseDuration(d); err == nil {
 			return x.Seconds()

@@ -113,8 +113,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	code := exitCode(err)
-	fmt.Fprintf(stderr, "marketplace-etl %s: %s\n", cmd, oneLine(err.Error()))
+	reportFailure(stderr, cmd, code, err)
 	return code
+}
+
+// reportFailure writes the last line of a failed command: a JSON log line
+// when the logs are JSON, so that a collector parses every line, else one
+// plain line for the human at the terminal. The command's configuration may
+// be what failed, so LOG_FORMAT is read here directly.
+func reportFailure(stderr io.Writer, cmd string, code int, err error) {
+	if logFormat(stderr, os.Getenv("LOG_FORMAT")) == "json" {
+		newLogger(stderr, "error", "json").Error("command failed", "command", cmd, "exit_code", code, "err", oneLine(err.Error()))
+		return
+	}
+	fmt.Fprintf(stderr, "marketplace-etl %s: %s\n", cmd, oneLine(err.Error()))
 }
 
 func exitCode(err error) int {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"time"
 
@@ -132,6 +131,13 @@ func backfillCommand(ctx context.Context, args []string, stderr io.Writer) error
 
 // pass runs one ETL pass and maps its outcome to an exit code.
 func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Plan, stderr io.Writer) error {
+	// On a terminal with text logs, one renderer owns stderr: the progress
+	// bar stays below the log lines instead of sharing a line with them.
+	var term *terminal
+	if isTerminal(stderr) && logFormat(stderr, cfg.LogFormat) == "text" {
+		term = &terminal{w: stderr}
+		stderr = term
+	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("mode", run.Mode)
 	started := time.Now()
 	rec, err := newRecorder(cfg, run, log)
@@ -141,7 +147,7 @@ func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Pl
 	log.Info("pass starting", "version", version, "from", run.From.Format(time.DateOnly), "to", run.To.Format(time.DateOnly),
 		"days", len(plan.Days), "shard", fmt.Sprintf("%d/%d", run.ShardIndex, run.ShardCount), "api", cfg.APIURL,
 		"database", config.Redact(cfg.DatabaseURL))
-	res, err := execute(ctx, cfg, run, plan, rec, log)
+	res, err := execute(ctx, cfg, run, plan, rec, log, term)
 	code := ExitOK
 	switch {
 	case err != nil:
@@ -168,7 +174,7 @@ func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Pl
 	return nil
 }
 
-func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Plan, rec recorder, log *slog.Logger) (etl.Result, error) {
+func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Plan, rec recorder, log *slog.Logger, term *terminal) (etl.Result, error) {
 	var res etl.Result
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -191,8 +197,8 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 		Settings: pipeline.Settings{MaxRejectRatio: cfg.MaxRejectRatio, Retries: cfg.HTTPRetries, Backoff: cfg.HTTPBackoff, MaxBackoff: cfg.HTTPMaxBackoff},
 		Progress: pipeline.Progress{Log: log},
 	}
-	if isTerminal(os.Stderr) && cfg.LogFormat != "json" {
-		p.Progress.Bar = os.Stderr
+	if term != nil {
+		p.Progress.Bar = term
 	}
 	res, runErr := p.Execute(ctx, runID, plan)
 	if newest, err := st.LatestLoadedDay(context.WithoutCancel(ctx)); err == nil {

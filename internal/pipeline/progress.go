@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -10,11 +9,18 @@ import (
 	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 )
 
+// StatusLine is a terminal's last line, kept below the log lines: whoever
+// writes the log to that terminal redraws it after every line, so a bar and
+// log lines never share a line.
+type StatusLine interface {
+	SetStatus(line string) // "" removes it
+}
+
 // Progress reports a pass day by day: one log line per day with its rows,
 // rate and the ETA of the pass, and a bar on a terminal.
 type Progress struct {
 	Log *slog.Logger
-	Bar io.Writer // a terminal to draw the bar on, or nil
+	Bar StatusLine // the terminal the log goes to, or nil
 
 	total int
 	start time.Time
@@ -51,14 +57,14 @@ func (p *Progress) Day(i int, r etl.DayReport) {
 	if p.Bar != nil && p.total > 0 {
 		const width = 30
 		filled := width * i / p.total
-		fmt.Fprintf(p.Bar, "\r[%s%s] %d/%d days  %d rows  ETA %s ", strings.Repeat("=", filled),
-			strings.Repeat(" ", width-filled), i, p.total, p.rows, eta.Round(time.Second))
+		p.Bar.SetStatus(fmt.Sprintf("[%s%s] %d/%d days  %d rows  ETA %s", strings.Repeat("=", filled),
+			strings.Repeat(" ", width-filled), i, p.total, p.rows, eta.Round(time.Second)))
 	}
 }
 
-// Done ends the bar's line.
+// Done removes the bar: what follows is the pass's summary line.
 func (p *Progress) Done() {
 	if p.Bar != nil && p.total > 0 {
-		fmt.Fprintln(p.Bar)
+		p.Bar.SetStatus("")
 	}
 }
