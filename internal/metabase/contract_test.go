@@ -347,3 +347,19 @@ func TestContractTracking(t *testing.T) {
 		t.Errorf("MB_ANON_TRACKING=true: setting is %v", got)
 	}
 }
+
+// A setting Metabase's own environment forces is reported (exit 1) after
+// everything else was applied.
+func TestContractTrackingForcedByMetabaseEnv(t *testing.T) {
+	f, srv := newFakeMetabase(t, testSchema(t))
+	f.envSettings = map[string]bool{"anon-tracking-enabled": true}
+	err := Setup(context.Background(), testConfig(t, srv.URL), nil)
+	if err == nil || IsUsageError(err) || !strings.Contains(err.Error(), "anon-tracking-enabled to false (MB_ANON_TRACKING)") ||
+		!strings.Contains(err.Error(), "environment variable") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("want one line naming the setting, got %v", err)
+	}
+	defs, _ := Dashboards()
+	if got := len(f.managed("dashboard")); got != len(defs) {
+		t.Errorf("%d dashboards applied, want all %d", got, len(defs))
+	}
+}

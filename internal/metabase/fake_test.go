@@ -74,6 +74,9 @@ type fakeMetabase struct {
 	connectionTests int
 
 	settings map[string]any
+	// envSettings are settings Metabase's own environment sets, which the
+	// API refuses to change.
+	envSettings map[string]bool
 
 	groups        map[int]map[string]any
 	perms         map[int]map[int]map[string]any // group -> database -> type -> value
@@ -909,6 +912,10 @@ func (f *fakeMetabase) setting(w http.ResponseWriter, r *http.Request, key strin
 	case http.MethodGet:
 		writeJSON(w, http.StatusOK, f.settings[key])
 	case http.MethodPut:
+		if f.envSettings[key] {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"message": "You cannot update `" + key + "` through the API because it is set by an environment variable."})
+			return
+		}
 		v, ok := body["value"]
 		if !ok {
 			badRequest(w, "value", "value is required.")

@@ -72,15 +72,15 @@ func Setup(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	s.attempt("tracking setting", s.applyTracking(ctx))
 	dbID, err := s.applyWarehouse(ctx)
 	if err != nil {
-		return err
+		return s.stop(err)
 	}
 	fields, err := s.waitForFields(ctx, dbID, dashboards)
 	if err != nil {
-		return err
+		return s.stop(err)
 	}
 	collID, err := s.applyCollection(ctx)
 	if err != nil {
-		return err
+		return s.stop(err)
 	}
 	s.attempt("permissions", s.applyPermissions(ctx, dbID, collID))
 	s.applyDashboards(ctx, dbID, collID, fields, dashboards)
@@ -119,6 +119,15 @@ func (e *stepsError) Error() string {
 }
 
 func (e *stepsError) Unwrap() []error { return e.failures }
+
+// stop is the error of a step the run cannot go on after, with the
+// failures recorded before it.
+func (s *setup) stop(err error) error {
+	if len(s.failures) == 0 {
+		return err
+	}
+	return &stepsError{append(s.failures, err)}
+}
 
 // attempt records the failure of a step the run goes on after.
 func (s *setup) attempt(step string, err error) {
