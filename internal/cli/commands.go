@@ -87,7 +87,7 @@ func checkCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("database schema is at version %d, this binary needs %d: run 'marketplace-etl migrate up'", cur, latest)
 	}
 	fmt.Fprintf(stdout, "ok   schema version %d\n", cur)
-	api, err := marketplace.NewClient(cfg.APIURL, cfg.HTTPTimeout, nil)
+	api, err := marketplace.NewClient(cfg.APIURL, marketplace.Limits{Timeout: cfg.HTTPTimeout}, nil)
 	if err != nil {
 		return err
 	}
@@ -121,6 +121,11 @@ func mockapiCommand(ctx context.Context, args []string, stderr io.Writer) error 
 	fs.DurationVar(&sc.StallAfter, "stall", 0, "on truncated bodies, hang this long before cutting")
 	fs.IntVar(&sc.FailFirst, "fail-first", 0, "the first N requests of each date fail with 503")
 	fs.BoolVar(&sc.ParallelMix, "parallel-mix", false, "overlapping requests get lines of other dates, as reported of the real API")
+	fs.IntVar(&sc.LongLineBytes, "long-line-bytes", 0, "hostile: an extra first element of this many bytes")
+	fs.DurationVar(&sc.TrickleEvery, "trickle", 0, "hostile: send bodies one byte per this interval")
+	fs.Int64Var(&sc.GzipBombBytes, "gzip-bomb-bytes", 0, "hostile: answer a gzip body expanding to this many bytes")
+	fs.StringVar(&sc.TrailingData, "trailing-data", "", "hostile: text written after the closing bracket of the array")
+	fs.StringVar(&sc.ErrorBody, "error-body", "", "hostile: the body of 5xx answers")
 	failDates := fs.String("fail-dates", "", "comma-separated dates that always fail with 500")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -184,7 +184,7 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 	if err := prepareSchema(ctx, cfg, st); err != nil {
 		return res, err
 	}
-	api, err := marketplace.NewClient(cfg.APIURL, cfg.HTTPTimeout, rec)
+	api, err := marketplace.NewClient(cfg.APIURL, marketplace.Limits{Timeout: cfg.HTTPTimeout}, rec)
 	if err != nil {
 		return res, &exitError{ExitUsage, err}
 	}

@@ -4,19 +4,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
 )
 
 // elements splits a JSON array read from r into its top-level elements
 // without decoding them: the API sends flat objects, and decoding each one
 // twice (once to split, once to read its fields) was the biggest cost of a
-// load. Each element is returned verbatim; whether it is a valid purchase
-// line is for the caller to decide. The array's own structure is checked:
-// a body that ends before the closing bracket is an error.
+// load. Each element is returned verbatim; whether it is valid JSON and a
+// valid purchase line is for the caller to decide. The array's own
+// structure is checked: a body that ends before the closing bracket, or
+// has anything but whitespace after it, is an error. Memory is bounded by
+// max: a longer element is skipped, keeping only its start.
 type elements struct {
 	r        io.Reader
 	buf      []byte
 	pos, end int
-	started  bool // the first element has been read
+	max      int    // longest element held whole
+	prefix   []byte // the start of an element longer than max
+	started  bool   // the first element has been read
 	done     bool
 	eof      bool
 	readErr  error
@@ -24,8 +29,8 @@ type elements struct {
 
 var errTruncated = errors.New("body ends before the closing bracket of the array")
 
-func newElements(r io.Reader) *elements {
-	return &elements{r: r, buf: make([]byte, 64<<10)}
+func newElements(r io.Reader, max int) *elements {
+	return &elements{r: r, buf: make([]byte, min(64<<10, max+1)), max: max}
 }
 
 // fill reads more input, keeping bytes from keep onwards; it returns the
@@ -88,7 +93,9 @@ func (e *elements) skipWS() error {
 }
 
 // next returns the next element, valid until the following call, or io.EOF
-// after the closing bracket. The opening bracket must have been consumed.
+// after the closing bracket and the end of the body. The opening bracket
+// must have been consumed. An element longer than max is returned as its
+// first LongElementPrefix bytes with a *LongElement.
 func (e *elements) next() ([]byte, error) {
 	if e.done {
 		return nil, io.EOF
@@ -100,7 +107,7 @@ func (e *elements) next() ([]byte, error) {
 	case c == ']':
 		e.pos++
 		e.done = true
-		return nil, io.EOF
+		return nil, e.trailing()
 	case e.started:
 		if c != ',' {
 			return nil, fmt.Errorf("expected ',' or ']' between array elements, found %q", c)
@@ -115,6 +122,7 @@ func (e *elements) next() ([]byte, error) {
 	i := e.pos
 	depth := 0
 	inString, escaped := false, false
+	var skipped int64 // bytes of an over-long element already dropped
 	for {
 		for ; i < e.end; i++ {
 			c := e.buf[i]
@@ -153,6 +161,14 @@ func (e *elements) next() ([]byte, error) {
 				}
 			}
 		}
+		if skipped == 0 && i-start > e.max {
+			// Too long to hold: keep its start, drop the rest as it is scanned.
+			e.keepPrefix(start)
+		}
+		if skipped > 0 || i-start > e.max {
+			skipped += int64(i - start)
+			start = i
+		}
 		shift, err := e.fill(start)
 		if err != nil {
 			return nil, e.wrap(err)
@@ -161,11 +177,42 @@ func (e *elements) next() ([]byte, error) {
 		i -= shift
 	}
 found:
-	if i == start {
+	if i == start && skipped == 0 {
 		return nil, fmt.Errorf("empty array element at byte %d", start)
 	}
 	e.pos = i
+	if size := skipped + int64(i-start); skipped > 0 || size > int64(e.max) {
+		if skipped == 0 {
+			e.keepPrefix(start)
+		}
+		return e.prefix, &LongElement{Size: size, Limit: e.max, Kept: len(e.prefix)}
+	}
 	return e.buf[start:i], nil
+}
+
+// keepPrefix keeps the start of an over-long element beginning at start
+// (at least e.max+1 bytes of it are in the buffer), cut between characters.
+func (e *elements) keepPrefix(start int) {
+	n := min(LongElementPrefix, e.max)
+	for n > 0 && !utf8.RuneStart(e.buf[start+n]) {
+		n--
+	}
+	e.prefix = append(e.prefix[:0], e.buf[start:start+n]...)
+}
+
+// trailing checks that nothing but whitespace follows the array: a second
+// array or an HTML page after it means the body is not what the API
+// sends, and ignoring the rest would lose or invent data.
+func (e *elements) trailing() error {
+	err := e.skipWS()
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return io.EOF
+	case err != nil:
+		return err
+	}
+	end := min(e.end, e.pos+64)
+	return fmt.Errorf("unexpected data after the closing bracket of the array: %s", oneLine(e.buf[e.pos:end]))
 }
 
 func (e *elements) wrap(err error) error {

@@ -4,42 +4,50 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"unicode/utf8"
 )
 
-func split(t testing.TB, body string, oneByte bool) ([]string, error) {
+// split runs the splitter over body with the given line limit; an
+// over-long element is returned as "LONG(size):prefix".
+func split(t testing.TB, body string, oneByte bool, max int) ([]string, error) {
 	var r io.Reader = strings.NewReader(strings.TrimLeft(body, " \t\r\n")[1:]) // Open consumes '['
 	if oneByte {
 		r = iotest.OneByteReader(r)
 	}
-	e := newElements(r)
+	e := newElements(r, max)
 	e.buf = make([]byte, 4) // force refills and growth mid-element
 	var out []string
 	for {
 		el, err := e.next()
-		if errors.Is(err, io.EOF) {
+		var long *LongElement
+		switch {
+		case errors.Is(err, io.EOF):
 			return out, nil
-		}
-		if err != nil {
+		case errors.As(err, &long):
+			out = append(out, fmt.Sprintf("LONG(%d):%s", long.Size, el))
+		case err != nil:
 			return out, err
+		default:
+			out = append(out, string(el))
 		}
-		out = append(out, string(el))
 	}
 }
 
 func TestElementsSplitsLikeEncodingJSON(t *testing.T) {
 	for _, body := range []string{
 		`[]`, ` [ ] `, `[{"a":1}]`, `[{"a":"x,]}"} , {"b":[1,{"c":"\"]"}]},null,17,"s",true]`,
-		"[\n{\"a\": 1},\n{\"a\": 2}\n]",
+		"[\n{\"a\": 1},\n{\"a\": 2}\n]", "[1]\n\t ",
 	} {
-		got, err := split(t, body, true)
+		got, err := split(t, body, true, 1<<20)
 		if err != nil {
 			t.Fatalf("%s: %v", body, err)
 		}
-		want := reference(t, body)
+		want := reference(t, body, 1<<20)
 		if strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Fatalf("%s: got %q, want %q", body, got, want)
 		}
@@ -48,16 +56,76 @@ func TestElementsSplitsLikeEncodingJSON(t *testing.T) {
 
 func TestElementsTruncated(t *testing.T) {
 	for _, body := range []string{`[`, `[{"a":1}`, `[{"a":1},`, `[{"a":"x`, `[{"a":{"b":1}`} {
-		if _, err := split(t, body, false); !errors.Is(err, errTruncated) {
+		if _, err := split(t, body, false, 1<<20); !errors.Is(err, errTruncated) {
 			t.Errorf("%s: got %v, want errTruncated", body, err)
 		}
 	}
-	if _, err := split(t, `[{"a":1} {"b":2}]`, false); err == nil {
+	if _, err := split(t, `[{"a":1} {"b":2}]`, false, 1<<20); err == nil {
 		t.Error("missing comma accepted")
 	}
 }
 
-func reference(t testing.TB, body string) []string {
+// TestElementsRefuseDataAfterTheArray: a second array or an HTML page
+// after the closing bracket is an error, not silently ignored.
+func TestElementsRefuseDataAfterTheArray(t *testing.T) {
+	for _, body := range []string{`[{"a":1}][{"b":2}]`, `[{"a":1}]<html><body>oops</body></html>`, `[] x`, "[1]\x00", `[1],`} {
+		_, err := split(t, body, true, 1<<20)
+		if err == nil || !strings.Contains(err.Error(), "after the closing bracket") {
+			t.Errorf("%q: got %v, want an error about data after the array", body, err)
+		}
+	}
+}
+
+// TestElementsSkipLongElements: an element over the limit comes back as
+// its first bytes and its size, and the elements after it are intact,
+// whatever is inside it (brackets and commas in strings, nesting).
+func TestElementsSkipLongElements(t *testing.T) {
+	long := `{"note":"` + strings.Repeat(`],{"\"x`, 3000) + `","n":[1,[2,{"a":"]"}]]}`
+	body := `[{"a":1},` + long + `,{"b":2}, ` + strings.Repeat("7", 5000) + `,"` + strings.Repeat("é", 3000) + `",{"c":3}]`
+	for _, oneByte := range []bool{false, true} {
+		got, err := split(t, body, oneByte, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{`{"a":1}`, fmt.Sprintf("LONG(%d):%s", len(long), long[:1024]), `{"b":2}`,
+			fmt.Sprintf("LONG(5000):%s", strings.Repeat("7", 1024)), fmt.Sprintf("LONG(6002):\"%s", strings.Repeat("é", 511)), `{"c":3}`}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("oneByte=%v: got %.300q…, want %.300q…", oneByte, got, want)
+		}
+	}
+}
+
+// TestElementsMemoryIsBounded: a 64 MiB element never grows the buffer
+// past about twice the line limit.
+func TestElementsMemoryIsBounded(t *testing.T) {
+	const max = 1 << 20
+	r := io.MultiReader(strings.NewReader(`{"x":"`), io.LimitReader(repeated('a'), 64<<20), strings.NewReader(`"},{"y":1}]`))
+	e := newElements(r, max)
+	el, err := e.next()
+	var long *LongElement
+	if !errors.As(err, &long) || long.Size != 64<<20+8 || len(el) != LongElementPrefix {
+		t.Fatalf("got %d bytes, %v", len(el), err)
+	}
+	if el, err = e.next(); err != nil || string(el) != `{"y":1}` {
+		t.Fatalf("after the long element: %q, %v", el, err)
+	}
+	if cap(e.buf) > 2*max+64<<10 {
+		t.Fatalf("buffer grew to %d bytes for a line limit of %d", cap(e.buf), max)
+	}
+}
+
+type repeatReader byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
+}
+
+// reference splits body with encoding/json, rendering over-long elements
+// as split does.
+func reference(t testing.TB, body string, max int) []string {
 	dec := json.NewDecoder(strings.NewReader(body))
 	if _, err := dec.Token(); err != nil {
 		t.Fatal(err)
@@ -68,30 +136,46 @@ func reference(t testing.TB, body string) []string {
 		if err := dec.Decode(&raw); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, string(bytes.TrimSpace(raw)))
+		el := string(bytes.TrimSpace(raw))
+		if len(el) > max {
+			n := min(LongElementPrefix, max)
+			for n > 0 && !utf8.RuneStart(el[n]) {
+				n--
+			}
+			el = fmt.Sprintf("LONG(%d):%s", len(el), el[:n])
+		}
+		out = append(out, el)
 	}
 	return out
 }
 
 // FuzzElements: on any valid JSON array the splitter yields exactly the
-// elements encoding/json finds, and it never panics on anything else.
+// elements encoding/json finds (over-long ones as their start and size),
+// and it never panics on anything else.
 func FuzzElements(f *testing.F) {
-	f.Add(`[{"client_id": 1, "gender": "M"}, {"x": "]"}]`)
-	f.Add(`[1, "a\"b", [2, {}], null]`)
-	f.Add(`[{"a":`)
-	f.Fuzz(func(t *testing.T, body string) {
+	f.Add(`[{"client_id": 1, "gender": "M"}, {"x": "]"}]`, 1<<20)
+	f.Add(`[1, "a\"b", [2, {}], null]`, 3)
+	f.Add(`[{"a":`, 1<<20)
+	// Issue 13: data after the array, and elements over the line limit.
+	f.Add(`[{"a":1}][{"b":2}]`, 1<<20)
+	f.Add(`[{"a":1}]<html></html>`, 1<<20)
+	f.Add(`[{"a":"`+strings.Repeat("x,]", 100)+`"}, {"b": 2}]`, 16)
+	f.Fuzz(func(t *testing.T, body string, max int) {
+		if max < 1 || max > 1<<20 {
+			return
+		}
 		trimmed := strings.TrimLeft(body, " \t\r\n")
 		if !strings.HasPrefix(trimmed, "[") {
 			return
 		}
-		got, err := split(t, body, false)
+		got, err := split(t, body, false, max)
 		if !json.Valid([]byte(body)) {
 			return
 		}
 		if err != nil {
 			t.Fatalf("%q: %v", body, err)
 		}
-		if want := reference(t, body); strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		if want := reference(t, body, max); strings.Join(got, "\x00") != strings.Join(want, "\x00") {
 			t.Fatalf("%q: got %q, want %q", body, got, want)
 		}
 	})

@@ -38,7 +38,7 @@ func newPair(t *testing.T, cfg SimConfig) (*Simulator, *Client) {
 	sim := NewSimulator(cfg)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
-	c, err := NewClient(srv.URL+"/data", 5*time.Second, nil)
+	c, err := NewClient(srv.URL+"/data", Limits{Timeout: 5 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestClientReadsJSONWhateverTheContentType(t *testing.T) {
 		_, _ = io.WriteString(w, "\ufeff [ {\"a\":1} , null ]")
 	}))
 	defer srv.Close()
-	c, _ := NewClient(srv.URL, time.Second, nil)
+	c, _ := NewClient(srv.URL, Limits{Timeout: time.Second}, nil)
 	rows, err := fetchAll(t, c, "2023-01-01")
 	if err != nil || len(rows) != 2 || rows[0] != `{"a":1}` || rows[1] != "null" {
 		t.Fatalf("rows %q, err %v", rows, err)
@@ -154,7 +154,7 @@ func TestClientReadsJSONWhateverTheContentType(t *testing.T) {
 
 func TestClientStallTimeout(t *testing.T) {
 	_, c := newPair(t, SimConfig{TruncateRate: 1, StallAfter: time.Minute})
-	c.timeout = 200 * time.Millisecond
+	c.limits.Timeout = 200 * time.Millisecond
 	start := time.Now()
 	_, err := fetchAll(t, c, "2023-05-05")
 	if !IsTransient(err) {
@@ -175,7 +175,7 @@ func TestNoDataSentenceInEveryForm(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, body)
 		}))
-		c, _ := NewClient(srv.URL, time.Second, nil)
+		c, _ := NewClient(srv.URL, Limits{Timeout: time.Second}, nil)
 		if _, err := fetchAll(t, c, "2021-05-05"); !errors.Is(err, ErrNoData) {
 			t.Errorf("body %q: got %v, want ErrNoData", body, err)
 		}

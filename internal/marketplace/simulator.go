@@ -2,8 +2,10 @@ package marketplace
 
 import (
 	"bufio"
+	"compress/gzip"
 	"encoding/json"
 	"hash/fnv"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -34,6 +36,13 @@ type SimConfig struct {
 	FailFirst     int           // the first N requests of each date fail with 503
 	ParallelMix   bool          // overlapping requests get 5 % lines of other dates, as reported of the real API
 	FailDates     map[string]bool
+
+	// Hostile answers (issue 13), limited like the rate-based faults:
+	LongLineBytes int           // an extra first element of this many bytes (a valid object)
+	TrickleEvery  time.Duration // the body goes out one byte per interval: it never stalls, it just never ends
+	GzipBombBytes int64         // answer a gzip body that expands to an array of this many spaces
+	TrailingData  string        // written after the closing bracket
+	ErrorBody     string        // the body of 5xx answers (e.g. a long page in Russian)
 
 	// FaultFirst, when above 0, limits the rate-based faults and the latency
 	// to the first N requests of each date: with a rate of 1 the first N
@@ -93,6 +102,13 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 	if (cfg.FaultDates != nil && !cfg.FaultDates[date]) || (cfg.FaultFirst > 0 && nth > cfg.FaultFirst) {
 		cfg.ErrorRate, cfg.RateLimitRate, cfg.ResetRate, cfg.TruncateRate = 0, 0, 0, 0
 		cfg.HTMLErrorRate, cfg.EmptyRate, cfg.MixedDateRate, cfg.NullRate, cfg.Latency = 0, 0, 0, 0, 0
+		cfg.LongLineBytes, cfg.TrickleEvery, cfg.GzipBombBytes, cfg.TrailingData, cfg.ErrorBody = 0, 0, 0, "", ""
+	}
+	fail := func(code int, text string) {
+		if cfg.ErrorBody != "" {
+			text = cfg.ErrorBody
+		}
+		http.Error(w, text, code)
 	}
 	if cfg.Latency > 0 {
 		select {
@@ -111,13 +127,13 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(s.requests.Load())))
 	switch {
 	case cfg.FailDates[date]:
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		fail(http.StatusInternalServerError, "Internal Server Error")
 		return
 	case nth <= cfg.FailFirst:
-		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		fail(http.StatusServiceUnavailable, "Service Unavailable")
 		return
 	case chance(rng, cfg.ErrorRate):
-		http.Error(w, "Bad Gateway", 500+rng.IntN(4))
+		fail(500+rng.IntN(4), "Bad Gateway")
 		return
 	case chance(rng, cfg.RateLimitRate):
 		w.Header().Set("Retry-After", "1")
@@ -146,6 +162,15 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("[]"))
 		return
 	}
+	if cfg.GzipBombBytes > 0 {
+		w.Header().Set("Content-Encoding", "gzip")
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestCompression)
+		zw.Write([]byte("["))
+		io.Copy(zw, io.LimitReader(repeated(' '), cfg.GzipBombBytes))
+		zw.Write([]byte("]"))
+		zw.Close()
+		return
+	}
 	truncate := chance(rng, cfg.TruncateRate)
 	n := s.rowsFor(date)
 	cut := -1
@@ -157,9 +182,22 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 	if cfg.ParallelMix && s.inFlight.Load() > 1 && mixed == 0 {
 		mixed = 0.05
 	}
-	bw := bufio.NewWriterSize(w, 32<<10)
+	var out io.Writer = w
+	if cfg.TrickleEvery > 0 {
+		out = &trickle{w: w, every: cfg.TrickleEvery, done: r.Context().Done()}
+	}
+	bw := bufio.NewWriterSize(out, 32<<10)
 	defer bw.Flush()
 	bw.WriteByte('[')
+	if cfg.LongLineBytes > 0 {
+		const head, tail = `{"padding": "`, `"}`
+		bw.WriteString(head)
+		io.Copy(bw, io.LimitReader(repeated('x'), int64(max(cfg.LongLineBytes-len(head)-len(tail), 0))))
+		bw.WriteString(tail)
+		if n > 0 {
+			bw.WriteString(", ")
+		}
+	}
 	buf := make([]byte, 0, 320)
 	perm := rng.Perm(n) // the row order changes on every call
 	for i, idx := range perm {
@@ -195,6 +233,42 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 		bw.Write(buf)
 	}
 	bw.WriteByte(']')
+	bw.WriteString(cfg.TrailingData)
+}
+
+// repeated is an endless reader of one byte: filler for hostile bodies.
+type repeated byte
+
+func (r repeated) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
+}
+
+// trickle sends a body one byte per interval, flushing each: a server that
+// is never silent long enough for a stall timeout.
+type trickle struct {
+	w     http.ResponseWriter
+	every time.Duration
+	done  <-chan struct{}
+}
+
+func (t *trickle) Write(p []byte) (int, error) {
+	for i := range p {
+		if _, err := t.w.Write(p[i : i+1]); err != nil {
+			return i, err
+		}
+		if f, ok := t.w.(http.Flusher); ok {
+			f.Flush()
+		}
+		select {
+		case <-time.After(t.every):
+		case <-t.done:
+			return i + 1, io.ErrClosedPipe
+		}
+	}
+	return len(p), nil
 }
 
 const allNullLine = `{"client_id": null, "gender": null, "purchase_datetime": null, "purchase_time_as_seconds_from_midnight": null, "product_id": null, "quantity": null, "price_per_item": null, "discount_per_item": null, "total_price": null}`

@@ -37,7 +37,7 @@ func newTestPipeline(tb testing.TB, sim marketplace.SimConfig) *Pipeline {
 	}
 	srv := httptest.NewServer(marketplace.NewSimulator(sim))
 	tb.Cleanup(srv.Close)
-	api, err := marketplace.NewClient(srv.URL+"/data", time.Minute, nil)
+	api, err := marketplace.NewClient(srv.URL+"/data", marketplace.Limits{Timeout: time.Minute}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

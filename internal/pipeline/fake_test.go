@@ -111,8 +111,16 @@ func (l *fakeLines) Next() ([]byte, error) {
 		return nil, io.EOF
 	}
 	l.next++
-	return []byte(l.lines[l.next-1]), nil
+	ln := l.lines[l.next-1]
+	if start, ok := strings.CutPrefix(ln, longLine); ok { // the client's report of an over-long element
+		return []byte(start), &marketplace.LongElement{Size: 100 << 20, Limit: 1 << 20, Kept: len(start)}
+	}
+	return []byte(ln), nil
 }
+
+// longLine starts a fake line that stands for an element over the line
+// limit, of which the client kept the rest of the line.
+const longLine = "LONG:"
 
 func (l *fakeLines) done() {
 	l.once.Do(func() {

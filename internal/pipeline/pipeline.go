@@ -238,15 +238,24 @@ func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Tim
 	err = tx.Stream(ctx, func(w LineWriter) error {
 		for {
 			raw, err := resp.Next()
-			if errors.Is(err, io.EOF) {
+			var long *marketplace.LongElement
+			switch {
+			case errors.Is(err, io.EOF):
 				return nil
-			}
-			if err != nil {
+			case errors.As(err, &long):
+				// raw is the element's start: that is all that is checksummed and kept.
+			case err != nil:
 				return err
 			}
 			ck.Add(raw)
 			sum.Fetched++
-			rec, rej := purchases.Parse(raw, date)
+			var rec purchases.Record
+			var rej *purchases.Rejection
+			if long != nil {
+				rej = &purchases.Rejection{Reason: purchases.TooLong, Detail: long.Error()}
+			} else {
+				rec, rej = purchases.Parse(raw, date)
+			}
 			if rej != nil {
 				sum.Rejected++
 				sum.ByReason[rej.Reason]++

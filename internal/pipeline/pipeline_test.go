@@ -12,6 +12,7 @@ import (
 
 	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
+	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
 
@@ -238,6 +239,23 @@ func TestRejectRatio(t *testing.T) {
 	}
 	if res.Totals.RowsLoaded != 99 || res.Totals.RowsRejected != 2 {
 		t.Errorf("totals %+v, want 99 rows loaded and 2 rejected", res.Totals)
+	}
+}
+
+// TestOverLongLineIsRejectedAndTheDayLoads: an element the client could
+// only keep the start of is rejected as too_long; the rest of the day loads.
+func TestOverLongLineIsRejectedAndTheDayLoads(t *testing.T) {
+	f := newFixture(t)
+	f.api.set("2023-01-01", answer{lines: append(lines("2023-01-01", 59), longLine+`{"padding": "xxx`)})
+	res, err := f.run(t, Plan{Days: days(t, "2023-01-01", "2023-01-01")})
+	if err != nil || len(res.Failed) != 0 {
+		t.Fatalf("err %v, failed %+v", err, res.Failed)
+	}
+	if d := f.db.day("2023-01-01"); d.state.Status != store.StatusLoaded || d.lines != 59 || d.rejects != 1 {
+		t.Errorf("stored as %+v, want loaded with 59 lines and 1 reject", d)
+	}
+	if got := f.rep.of("2023-01-01").Summary.ByReason; got[purchases.TooLong] != 1 || len(got) != 1 {
+		t.Errorf("rejected by reason %v, want one too_long", got)
 	}
 }
 

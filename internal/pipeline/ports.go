@@ -19,7 +19,9 @@ type DaySource interface {
 
 // DayLines is one day's response, read line by line.
 type DayLines interface {
-	Next() ([]byte, error)     // the next raw line; io.EOF after the last
+	// Next returns the next raw line; io.EOF after the last. A line over
+	// the line limit comes as its start with a *marketplace.LongElement.
+	Next() ([]byte, error)
 	Received() <-chan struct{} // closed once the whole body is in
 	Close()
 }

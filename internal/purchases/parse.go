@@ -39,19 +39,23 @@ type scanned struct {
 	raw  []byte // number text, or string contents (still escaped)
 }
 
-// Parse validates one JSON element of the API's array against the requested
+// Parse validates one element of the API's array against the requested
 // date ("YYYY-MM-DD"). It returns the record, or a Rejection with a reason.
-// The element must be syntactically valid JSON (the caller's decoder checks
-// that); Parse never panics on any input (see FuzzParse).
+// The element is checked to be valid JSON (RFC 8259) here: the array
+// splitter only finds where elements end. Parse never panics on any input
+// (see FuzzParse).
 func Parse(elem []byte, date string) (Record, *Rejection) {
 	var rec Record
 	var vals [numFields]scanned
-	b := bytes.TrimSpace(elem)
+	b := trimWS(elem)
 	if len(b) == 0 || b[0] != '{' {
+		if !validJSON(b) {
+			return rec, &Rejection{InvalidJSON, invalidDetail(b)}
+		}
 		return rec, &Rejection{NotObject, "expected a JSON object, got " + preview(b)}
 	}
 	if !scanObject(b, &vals) {
-		return rec, &Rejection{NotObject, "malformed object"}
+		return rec, &Rejection{InvalidJSON, invalidDetail(b)}
 	}
 	present := 0
 	for i := range vals {
@@ -112,8 +116,8 @@ func Parse(elem []byte, date string) (Record, *Rejection) {
 	if !isDate(d.raw) {
 		return rec, &Rejection{WrongType, "purchase_datetime is not a YYYY-MM-DD date: " + strconv.Quote(string(d.raw))}
 	}
-	if string(d.raw[:10]) != date {
-		return rec, &Rejection{DateMismatch, "purchase_datetime is " + string(d.raw[:10]) + ", requested " + date}
+	if string(d.raw) != date {
+		return rec, &Rejection{DateMismatch, "purchase_datetime is " + string(d.raw) + ", requested " + date}
 	}
 	rec.Date = date
 	switch {
@@ -155,21 +159,33 @@ func preview(b []byte) string {
 	return string(b)
 }
 
+// isDate accepts exactly YYYY-MM-DD, a day that exists in the calendar.
 func isDate(s []byte) bool {
-	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
-		return false
-	}
-	if len(s) > 10 && s[10] != 'T' && s[10] != ' ' {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
 		return false
 	}
 	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9} {
-		if s[i] < '0' || s[i] > '9' {
+		if !isDigit(s[i]) {
 			return false
 		}
 	}
+	y := int(s[0]-'0')*1000 + int(s[1]-'0')*100 + int(s[2]-'0')*10 + int(s[3]-'0')
 	m := int(s[5]-'0')*10 + int(s[6]-'0')
 	d := int(s[8]-'0')*10 + int(s[9]-'0')
-	return m >= 1 && m <= 12 && d >= 1 && d <= 31
+	return m >= 1 && m <= 12 && d >= 1 && d <= daysIn(y, m)
+}
+
+func daysIn(year, month int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // parseWhole accepts 12, 12.0, -3, 1.2e3 when the value is a whole number.
@@ -270,8 +286,8 @@ func parseDigits(s []byte) (int64, bool) {
 }
 
 // scanObject reads the top-level members of a JSON object, keeping the
-// values of the known fields. Nested values are skipped. It reports false
-// when the bytes are not a well-formed object.
+// values of the known fields, and checks the whole object is valid JSON
+// (nested values included). It reports false when it is not.
 func scanObject(b []byte, vals *[numFields]scanned) bool {
 	i := skipWS(b, 1)
 	if i < len(b) && b[i] == '}' {
@@ -286,6 +302,9 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			return false
 		}
 		key := b[i+1 : kEnd-1]
+		if esc {
+			key = unescape(b[i:kEnd])
+		}
 		i = skipWS(b, kEnd)
 		if i >= len(b) || b[i] != ':' {
 			return false
@@ -307,16 +326,16 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			}
 			i = end
 		case c == 'n':
-			if !bytes.HasPrefix(b[i:], []byte("null")) {
+			if i = scanLiteral(b, i, "null"); i < 0 {
 				return false
 			}
-			v, i = scanned{kind: kNull}, i+4
-		case c == '-' || (c >= '0' && c <= '9'):
-			j := i
-			for j < len(b) && isNumberByte(b[j]) {
-				j++
+			v = scanned{kind: kNull}
+		case c == '-' || isDigit(c):
+			end := scanNumber(b, i)
+			if end < 0 {
+				return false
 			}
-			v, i = scanned{kind: kNumber, raw: b[i:j]}, j
+			v, i = scanned{kind: kNumber, raw: b[i:end]}, end
 		default:
 			end := skipValue(b, i)
 			if end < 0 {
@@ -324,7 +343,7 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			}
 			v, i = scanned{kind: kOther}, end
 		}
-		if f := fieldIndex(key); f >= 0 && !esc {
+		if f := fieldIndex(key); f >= 0 {
 			vals[f] = v
 		}
 		i = skipWS(b, i)
@@ -366,72 +385,4 @@ func fieldIndex(key []byte) int {
 		return fTotal
 	}
 	return -1
-}
-
-func isNumberByte(c byte) bool {
-	return c >= '0' && c <= '9' || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E'
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// scanString returns the index after the closing quote of the string at i,
-// and whether it contains escapes; -1 when unterminated.
-func scanString(b []byte, i int) (int, bool) {
-	esc := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			esc = true
-			j++
-		case '"':
-			return j + 1, esc
-		}
-	}
-	return -1, esc
-}
-
-// skipValue skips a literal, object or array starting at i.
-func skipValue(b []byte, i int) int {
-	depth := 0
-	for j := i; j < len(b); j++ {
-		switch b[j] {
-		case '"':
-			end, _ := scanString(b, j)
-			if end < 0 {
-				return -1
-			}
-			j = end - 1
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return j
-			}
-			depth--
-			if depth == 0 {
-				return j + 1
-			}
-		case ',':
-			if depth == 0 {
-				return j
-			}
-		}
-	}
-	if depth == 0 {
-		return len(b)
-	}
-	return -1
-}
-
-func unescape(quoted []byte) []byte {
-	s, err := strconv.Unquote(string(quoted))
-	if err != nil {
-		return quoted
-	}
-	return []byte(s)
 }

@@ -1,6 +1,7 @@
 package purchases
 
 import (
+	"sort"
 	"strings"
 	"testing"
 )
@@ -21,10 +22,19 @@ func line(overrides map[string]string) string {
 		fields[k] = v
 	}
 	var parts []string
-	for _, k := range []string{"client_id", "gender", "purchase_datetime", "purchase_time_as_seconds_from_midnight", "product_id", "quantity", "price_per_item", "discount_per_item", "total_price"} {
+	for _, k := range fieldNames {
 		if v, ok := fields[k]; ok {
 			parts = append(parts, `"`+k+`": `+v)
+			delete(fields, k)
 		}
+	}
+	extra := make([]string, 0, len(fields)) // other keys, verbatim, in a stable order
+	for k := range fields {
+		extra = append(extra, k)
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		parts = append(parts, `"`+k+`": `+fields[k])
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
@@ -50,8 +60,11 @@ func TestParseAccepts(t *testing.T) {
 		"cents":                    {"price_per_item": "10.50", "discount_per_item": "0.5", "total_price": "30"},
 		"exponent whole":           {"total_price": "2.7e3"},
 		"unknown extra field":      {"extra": `{"a":[1,2]}`},
-		"date with time component": {"purchase_datetime": `"2023-01-05T10:00:00"`},
 		"escaped gender":           {"gender": `"\u0046"`},
+		"escaped key":              {"gender": "-", `g\u0065nder`: `"F"`},
+		"escaped slash in a field": {"extra": `"a\/b"`},
+		"negative zero":            {"product_id": "-0"},
+		"deep nesting elsewhere":   {"extra": strings.Repeat("[", 5000) + strings.Repeat("]", 5000)},
 	}
 	for name, o := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -70,6 +83,7 @@ func TestParseRejects(t *testing.T) {
 	}{
 		{"array element", `[1,2]`, NotObject},
 		{"null element", `null`, NotObject},
+		{"string element", `"{}"`, NotObject},
 		{"number element", `17`, NotObject},
 		{"all null", `{"client_id":null,"gender":null,"purchase_datetime":null,"purchase_time_as_seconds_from_midnight":null,"product_id":null,"quantity":null,"price_per_item":null,"discount_per_item":null,"total_price":null}`, AllNull},
 		{"empty object", `{}`, AllNull},
@@ -81,6 +95,27 @@ func TestParseRejects(t *testing.T) {
 		{"sub-cent price", line(map[string]string{"price_per_item": "10.001"}), WrongType},
 		{"numeric gender", line(map[string]string{"gender": "1"}), WrongType},
 		{"bad date", line(map[string]string{"purchase_datetime": `"05.01.2023"`}), WrongType},
+		{"date with time component", line(map[string]string{"purchase_datetime": `"2023-01-05T10:00:00"`}), WrongType},
+		{"date with garbage", line(map[string]string{"purchase_datetime": `"2023-01-05Tgarbage!"`}), WrongType},
+		{"date with a space", line(map[string]string{"purchase_datetime": `"2023-01-05 "`}), WrongType},
+		{"date not in the calendar", line(map[string]string{"purchase_datetime": `"2023-02-29"`}), WrongType},
+		{"leading zero", line(map[string]string{"client_id": "01"}), InvalidJSON},
+		{"number ending in a dot", line(map[string]string{"quantity": "1."}), InvalidJSON},
+		{"number starting with a dot", line(map[string]string{"price_per_item": ".5"}), InvalidJSON},
+		{"plus sign", line(map[string]string{"quantity": "+3"}), InvalidJSON},
+		{"bare exponent", line(map[string]string{"total_price": "2700e"}), InvalidJSON},
+		{"raw NUL in a string", line(map[string]string{"gender": "\"F\x00\""}), InvalidJSON},
+		{"raw newline in a string", line(map[string]string{"extra": "\"a\nb\""}), InvalidJSON},
+		{"invalid UTF-8", line(map[string]string{"extra": "\"\xff\""}), InvalidJSON},
+		{"unknown escape", line(map[string]string{"extra": `"\x41"`}), InvalidJSON},
+		{"short unicode escape", line(map[string]string{"extra": `"\u12"`}), InvalidJSON},
+		{"truncated literal", line(map[string]string{"junk": "tru"}), InvalidJSON},
+		{"bad nested literal", line(map[string]string{"junk": "[1, nul]"}), InvalidJSON},
+		{"nested trailing comma", line(map[string]string{"junk": `{"a":1,}`}), InvalidJSON},
+		{"mismatched bracket", `{"client_id": 1]`, InvalidJSON},
+		{"single quotes", `{'client_id': 1}`, InvalidJSON},
+		{"top-level garbage", `tru`, InvalidJSON},
+		{"top-level leading zero", `01`, InvalidJSON},
 		{"gender X", line(map[string]string{"gender": `"X"`}), InvalidGender},
 		{"gender lowercase", line(map[string]string{"gender": `"f"`}), InvalidGender},
 		{"other date", line(map[string]string{"purchase_datetime": `"2023-01-04"`}), DateMismatch},

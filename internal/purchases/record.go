@@ -15,11 +15,13 @@ type Reason string
 // Reason codes. They are stored in marketplace.rejected_purchases.reason and
 // used as a metric label, so they never change.
 const (
+	TooLong            Reason = "too_long"             // the element is longer than ETL_MAX_LINE_BYTES; only its start is kept
+	InvalidJSON        Reason = "invalid_json"         // the element is not valid JSON (RFC 8259)
 	NotObject          Reason = "not_object"           // the array element is not a JSON object
 	AllNull            Reason = "all_null"             // every field of the object is null or absent
 	MissingField       Reason = "missing_field"        // a field is absent
 	NullField          Reason = "null_field"           // a field is null
-	WrongType          Reason = "wrong_type"           // e.g. a fractional id, a string price, a bad date
+	WrongType          Reason = "wrong_type"           // e.g. a fractional id, a string price, a date not exactly YYYY-MM-DD
 	InvalidGender      Reason = "invalid_gender"       // gender is not M or F
 	DateMismatch       Reason = "date_mismatch"        // the line's date is not the requested date
 	TimeOutOfRange     Reason = "time_out_of_range"    // seconds from midnight outside 0..86399
@@ -30,7 +32,7 @@ const (
 )
 
 // Reasons lists every reason code, in the order validation checks them.
-var Reasons = []Reason{NotObject, AllNull, MissingField, NullField, WrongType, InvalidGender,
+var Reasons = []Reason{TooLong, InvalidJSON, NotObject, AllNull, MissingField, NullField, WrongType, InvalidGender,
 	DateMismatch, TimeOutOfRange, NegativeValue, DiscountAbovePrice, TotalMismatch, ZeroQuantity}
 
 // SecondsPerDay bounds purchase_time_as_seconds_from_midnight.

@@ -199,10 +199,14 @@ type DayWriter struct {
 	offset    string // the day's UTC offset, "?" when it changes within the day
 }
 
-// rejectBatch bounds the rejects held in memory: only one COPY can run on a
-// connection, so rejects wait in a buffer while the purchases stream, and a
-// day of rejects goes out in batches.
-const rejectBatch = 5000
+// rejectBatch and rejectBatchBytes bound the rejects held in memory: only
+// one COPY can run on a connection, so rejects wait in a buffer while the
+// purchases stream, and a day of rejects goes out in batches. A rejected
+// line can be up to ETL_MAX_LINE_BYTES long, hence the bound in bytes too.
+const (
+	rejectBatch      = 5000
+	rejectBatchBytes = 4 << 20
+)
 
 // Add streams one accepted line.
 func (w *DayWriter) Add(r *purchases.Record) error {
@@ -276,7 +280,7 @@ func (w *DayWriter) Reject(raw []byte, rej *purchases.Rejection) error {
 	w.line = b
 	w.rejects.buffer(b)
 	w.nRejects++
-	if w.nRejects >= rejectBatch {
+	if w.nRejects >= rejectBatch || len(w.rejects.buf) >= rejectBatchBytes {
 		return w.flushRejects()
 	}
 	return nil
