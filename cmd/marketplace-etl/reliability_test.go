@@ -500,7 +500,7 @@ func TestEveryBadConfigValueExits2(t *testing.T) {
 		{[]string{"BACKFILL_SHARD_COUNT=two"}, []string{"backfill", "--from", "2023-01-01", "--to", "2023-01-02"}, "BACKFILL_SHARD_COUNT"},
 		{[]string{"JOB_COMPLETION_INDEX=-1"}, []string{"backfill", "--from", "2023-01-01", "--to", "2023-01-02"}, "JOB_COMPLETION_INDEX"},
 		{[]string{"JOB_COMPLETION_INDEX=x"}, []string{"backfill", "--from", "2023-01-01", "--to", "2023-01-02"}, "JOB_COMPLETION_INDEX"},
-		{nil, []string{"run", "--api-url", "not a url"}, "MARKETPLACE_API_URL"},
+		{nil, []string{"run", "--api-url", "not a url"}, "--api-url"},
 		{nil, []string{"run", "--date", "yesterday"}, "--date"},
 		{nil, []string{"run", "--date", "2023-1-5"}, "--date"},
 		{nil, []string{"run", "--date", "9999-12-31"}, "--date"},
