@@ -73,6 +73,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// loggedError is a failure the command has already logged in full ("pass
+// failed"): the process ends without a second line for the same event.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
+
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
 	return run(args, os.Stdout, os.Stderr)
@@ -118,7 +124,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	code := exitCode(err)
-	reportFailure(stderr, cmd, code, err)
+	if !errors.As(err, new(loggedError)) {
+		reportFailure(stderr, cmd, code, err)
+	}
 	return code
 }
 

@@ -141,9 +141,9 @@ func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Pl
 		log.Error("pass failed", "exit_code", code, "duration", time.Since(started).Round(time.Millisecond), "err", err,
 			"days_loaded", res.Totals.DaysLoaded, "days_failed", res.Totals.DaysFailed)
 		if code == ExitRetryable {
-			return err
+			return loggedError{err}
 		}
-		return &exitError{code, err}
+		return loggedError{&exitError{code, err}}
 	}
 	log.Info("pass succeeded", "duration", time.Since(started).Round(time.Millisecond),
 		"days_loaded", res.Totals.DaysLoaded, "days_unchanged", res.Totals.DaysUnchanged, "days_no_data", res.Totals.DaysNoData,
