@@ -421,9 +421,10 @@ func steps(fresh bool) []step {
 			UNION ALL
 			SELECT client_id, day, revenue FROM marts.client_day WHERE day = ANY($1::date[])`,
 			`ANALYZE marts_new`,
-		}}, step{"removing the touched clients' stats", []string{
+		}}, step{"removing the stats of clients left without purchases", []string{
 			`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
-			`DELETE FROM marts.client_stats c USING marts_touched t WHERE c.client_id = t.client_id`,
+			`DELETE FROM marts.client_stats c USING marts_touched t
+			WHERE c.client_id = t.client_id AND NOT EXISTS (SELECT FROM marts_new n WHERE n.client_id = t.client_id)`,
 			`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
 		}})
 	}
@@ -431,9 +432,12 @@ func steps(fresh bool) []step {
 	out = append(out,
 		step{"adding the new client events", []string{clientEvents("1", cur)}},
 		step{"adding the new cohort activity", []string{cohortActivity("1", cur)}},
-		step{"adding the new client stats", []string{
-			`INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
-			SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket FROM ` + statsOf(cur),
+		step{"updating the client stats", []string{
+			`INSERT INTO marts.client_stats AS t (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
+			SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket FROM ` + statsOf(cur) + `
+			ON CONFLICT (client_id) DO UPDATE SET first_purchase_date = EXCLUDED.first_purchase_date,
+				last_purchase_date = EXCLUDED.last_purchase_date, frequency = EXCLUDED.frequency,
+				monetary = EXCLUDED.monetary, m_bucket = EXCLUDED.m_bucket`,
 		}},
 		step{"adding the new RFM histograms", []string{rfmHistogram("1", statsOf(cur))}},
 		step{"dropping empty cells", []string{
