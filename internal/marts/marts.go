@@ -354,13 +354,19 @@ func rfmHistogram(sign, scope string) string {
 }
 
 // productMonth adds or subtracts the product_day rows of the changed days
-// to product_month.
-func productMonth(sign string) string {
-	return `INSERT INTO marts.product_month AS t (month, product_id, units, revenue)
+// to product_month; without conflicts (product_month empty), as plain
+// inserts.
+func productMonth(sign string, conflicts bool) string {
+	q := `INSERT INTO marts.product_month AS t (month, product_id, units, revenue)
 		SELECT date_trunc('month', day)::date, product_id, ` + sign + ` * sum(units), ` + sign + ` * sum(revenue)
 		FROM marts.product_day WHERE day = ANY($1::date[])
 		GROUP BY 1, 2
+		ORDER BY 1, 2`
+	if conflicts {
+		q += `
 		ON CONFLICT (month, product_id) DO UPDATE SET units = t.units + EXCLUDED.units, revenue = t.revenue + EXCLUDED.revenue`
+	}
+	return q
 }
 
 // months of the changed days, for the per-month tables.
@@ -379,9 +385,10 @@ func steps(fresh bool) []step {
 	old, cur := "marts_old cd", "marts_new cd"
 	if fresh {
 		cur = "marts.client_day cd"
-		out = append(out, step{"emptying the client tables", []string{
+		out = append(out, step{"emptying the client and product tables", []string{
 			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
 			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`,
+			`DELETE FROM marts.product_day`, `DELETE FROM marts.product_month`,
 		}})
 	} else {
 		out = append(out,
@@ -406,12 +413,22 @@ func steps(fresh bool) []step {
 			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", statsOf(old))}},
 		)
 	}
+	clientStats := `INSERT INTO marts.client_stats AS t (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
+		SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket FROM ` + statsOf(cur) + `
+		ORDER BY client_id`
+	if !fresh { // a fresh update emptied client_stats: plain inserts
+		clientStats += `
+		ON CONFLICT (client_id) DO UPDATE SET first_purchase_date = EXCLUDED.first_purchase_date,
+			last_purchase_date = EXCLUDED.last_purchase_date, frequency = EXCLUDED.frequency,
+			monetary = EXCLUDED.monetary, m_bucket = EXCLUDED.m_bucket`
+	}
 	out = append(out, step{"replacing client_day", []string{
 		`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`,
 		`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
 		SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
 		FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-		GROUP BY 1, 2`,
+		GROUP BY 1, 2
+		ORDER BY 2, 1 -- primary key order: the index grows at its end`,
 	}})
 	if !fresh {
 		out = append(out, step{"collecting the touched clients' new days", []string{
@@ -432,13 +449,7 @@ func steps(fresh bool) []step {
 	out = append(out,
 		step{"adding the new client events", []string{clientEvents("1", cur)}},
 		step{"adding the new cohort activity", []string{cohortActivity("1", cur)}},
-		step{"updating the client stats", []string{
-			`INSERT INTO marts.client_stats AS t (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
-			SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket FROM ` + statsOf(cur) + `
-			ON CONFLICT (client_id) DO UPDATE SET first_purchase_date = EXCLUDED.first_purchase_date,
-				last_purchase_date = EXCLUDED.last_purchase_date, frequency = EXCLUDED.frequency,
-				monetary = EXCLUDED.monetary, m_bucket = EXCLUDED.m_bucket`,
-		}},
+		step{"updating the client stats", []string{clientStats}},
 		step{"adding the new RFM histograms", []string{rfmHistogram("1", statsOf(cur))}},
 		step{"dropping empty cells", []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
@@ -482,15 +493,17 @@ func steps(fresh bool) []step {
 		}},
 		// The changed days' old product totals leave their months, the new
 		// ones come in.
-		step{"subtracting the old product days", []string{productMonth("-1")}},
+		step{"subtracting the old product days", []string{productMonth("-1", true)}},
 		step{"replacing product_day", []string{
 			`DELETE FROM marts.product_day WHERE day = ANY($1::date[])`,
 			`INSERT INTO marts.product_day (day, product_id, units, revenue)
 			SELECT purchase_date, product_id, sum(quantity), sum(total_price)
 			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-			GROUP BY 1, 2`,
+			GROUP BY 1, 2
+			ORDER BY 1, 2`,
 		}},
-		step{"adding the new product days", []string{productMonth("1")}},
+		// A fresh update finds the tables empty: plain inserts.
+		step{"adding the new product days", []string{productMonth("1", !fresh)}},
 		step{"updating monthly_products", []string{
 			`DELETE FROM marts.product_month WHERE month IN ` + changedMonths + ` AND units = 0`,
 			`DELETE FROM marts.monthly_products WHERE month IN ` + changedMonths,
