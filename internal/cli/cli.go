@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -70,6 +71,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// loggedError is a failure the command has already logged in full ("pass
+// failed"): the process ends without a second line for the same event.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
+
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
 	return run(args, os.Stdout, os.Stderr)
@@ -113,7 +120,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	code := exitCode(err)
-	reportFailure(stderr, cmd, code, err)
+	if !errors.As(err, new(loggedError)) {
+		reportFailure(stderr, cmd, code, err)
+	}
 	return code
 }
 
@@ -144,36 +153,70 @@ func exitCode(err error) int {
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // newFlagSet makes a flag set whose errors become one-line usage errors;
-// --help prints the command's synopsis and flags.
+// its Usage, shown for --help, prints the command's synopsis and flags.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {} // Parse calls it on every error; errors are reported by the caller in one line
-	helps[fs] = func() {
-		fs.SetOutput(stderr)
+	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: marketplace-etl %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+		fs.VisitAll(func(f *flag.Flag) {
+			arg, help := flag.UnquoteUsage(f)
+			if _, ok := f.Value.(*dateFlag); ok {
+				arg = "YYYY-MM-DD"
+			}
+			if arg != "" {
+				arg = " " + arg
+			}
+			fmt.Fprintf(stderr, "  --%s%s\n    \t%s", f.Name, arg, help)
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+				fmt.Fprintf(stderr, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(stderr)
+		})
 		fmt.Fprint(stderr, "\nExit codes: 0 success, 1 retryable failure, 2 usage/configuration error, 3 data-contract failure.\n")
-		fs.SetOutput(io.Discard)
 	}
 	return fs
 }
 
-// helps holds each flag set's --help printer.
-var helps = map[*flag.FlagSet]func(){}
-
+// parseFlags parses args into fs. --help prints fs.Usage and returns
+// flag.ErrHelp; any other error is one usage line.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			helps[fs]()
-			return flag.ErrHelp
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v (see --help)", err)
-	}
-	if fs.NArg() > 0 {
+	// Parse calls Usage on every error too: keep it for --help only.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage()
+		return err
+	case err != nil:
+		return usagef("%s (see --help)", flagError(err))
+	case fs.NArg() > 0:
 		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	return nil
+}
+
+// flagErrorForms are the flag package's error sentences, which name a flag
+// with one dash; the command line documents two.
+var flagErrorForms = []struct {
+	re   *regexp.Regexp
+	repl string
+}{
+	{regexp.MustCompile(`^invalid boolean value ("(?:[^"\\]|\\.)*") for -(\S+): .*$`), "--$2=$1: expected true or false"},
+	{regexp.MustCompile(`^invalid value ("(?:[^"\\]|\\.)*") for flag -(\S+): `), "--$2=$1: "},
+	{regexp.MustCompile(`^flag needs an argument: -(\S+)$`), "--$1 needs a value"},
+	{regexp.MustCompile(`^flag provided but not defined: -(\S+)$`), "unknown flag --$1"},
+}
+
+func flagError(err error) string {
+	msg := config.Redact(err.Error())
+	for _, f := range flagErrorForms {
+		if f.re.MatchString(msg) {
+			msg = f.re.ReplaceAllString(msg, f.repl)
+			break
+		}
+	}
+	return msg
 }
