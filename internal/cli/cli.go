@@ -41,6 +41,8 @@ Commands:
            [--shard-index i --shard-count n]  one shard of the range (JOB_COMPLETION_INDEX, BACKFILL_SHARD_COUNT)
   migrate [up|status]                  apply or show the embedded schema migrations
   check                                verify configuration, database, schema version and API
+  marts rebuild|update                 recompute every mart from all loaded lines, or bring them up to
+                                       date with the changed days (every run and backfill does that)
   mockapi [--listen :8080] [...]       serve the Marketplace API simulator
   metabase-setup                       create or update the Metabase database, collection and dashboards
   version                              print the version
@@ -100,6 +102,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = migrateCommand(ctx, rest, stdout, stderr)
 	case "check":
 		err = checkCommand(ctx, rest, stdout, stderr)
+	case "marts":
+		err = martsCommand(ctx, rest, stdout, stderr)
 	case "mockapi":
 		err = mockapiCommand(ctx, rest, stderr)
 	case "metabase-setup":
@@ -111,7 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return ExitOK
 	default:
-		err = usagef("unknown command %q: expected one of run, backfill, migrate, check, mockapi, metabase-setup, version", cmd)
+		err = usagef("unknown command %q: expected one of run, backfill, migrate, check, marts, mockapi, metabase-setup, version", cmd)
 	}
 	if err == nil {
 		return ExitOK
