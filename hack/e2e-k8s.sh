@@ -83,12 +83,12 @@ kubectl get --raw /readyz >/dev/null || fail "no API server at $KUBECONFIG"
 [[ $(kubectl get node kube-local -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] ||
   fail "no Ready node: start kube-local with its process kubelet: KUBE_LOCAL_RUN_IMAGES=ghcr.io/marketplace-etl/marketplace-etl=$bin $kube_local up"
 
-log "a throw-away PostgreSQL and two API simulators (fast; slow, 4 s a request) on loopback"
+log "a throw-away PostgreSQL and two API simulators (fast; slow, 6 s a request) on loopback"
 pg_start
 api_port=$(free_port) slow_port=$(free_port)
 LOG_FORMAT=text "$bin" mockapi --listen "127.0.0.1:$api_port" --rows-per-day 300 2>"$PG_TMP/mockapi.log" &
 sims+=($!)
-LOG_FORMAT=text "$bin" mockapi --listen "127.0.0.1:$slow_port" --rows-per-day 300 --latency 4s 2>"$PG_TMP/mockapi-slow.log" &
+LOG_FORMAT=text "$bin" mockapi --listen "127.0.0.1:$slow_port" --rows-per-day 300 --latency 6s 2>"$PG_TMP/mockapi-slow.log" &
 sims+=($!)
 wait_http "http://127.0.0.1:$api_port/healthz"
 wait_http "http://127.0.0.1:$slow_port/healthz"
@@ -113,9 +113,12 @@ kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted \
   pod-security.kubernetes.io/warn=restricted >/dev/null
 
 log "1. the default chart, every option on, passes server-side validation (Pod Security restricted)"
+# a Pod is admitted only when its ServiceAccount exists: a stand-in for the dry run
+k create serviceaccount "$fullname" --save-config >/dev/null
 "$helm" template "$release" "$chart" -n "$ns" --set mockApi.enabled=true --set pushgateway.enabled=true \
   --set networkPolicy.enabled=true --set metabase.ingress.enabled=true --set metabase.setup.useHelmHooks=true |
-  k create --dry-run=server -f - >/dev/null || fail "the default chart was rejected by the API server"
+  k apply --dry-run=server -f - >/dev/null || fail "the default chart was rejected by the API server"
+k delete serviceaccount "$fullname" >/dev/null
 
 k create secret generic e2e-db --from-literal=password=etl-e2e --from-literal=readonly-password=ro-e2e \
   --from-literal=metabase-password=mb-e2e >/dev/null
@@ -125,7 +128,7 @@ values=(--set image.tag=e2e --set postgresql.enabled=false --set metabase.enable
   --set externalDatabase.database=warehouse --set externalDatabase.username=etl
   --set externalDatabase.readonlyUsername=etl_readonly --set externalDatabase.sslmode=disable
   --set externalDatabase.existingSecret=e2e-db --set etl.apiUrl="http://127.0.0.1:$api_port/data"
-  --set etl.logFormat=text --set etl.httpRetries=1 --set daily.catchupDays=3
+  --set etl.logFormat=text --set etl.httpRetries=1 --set etl.catchupDays=3
   --set backfill.shards=3 --set backfill.parallelism=3)
 
 log "2. helm install on an empty database (the migrate hook runs), then helm test"
