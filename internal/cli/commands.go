@@ -16,6 +16,7 @@ import (
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/metabase"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 func migrateCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -71,7 +72,7 @@ func checkCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "ok   configuration (timezone %s, API %s)\n", cfg.TimezoneName, cfg.APIURL)
+	fmt.Fprintf(stdout, "ok   configuration (timezone %s, API %s)\n", cfg.TimezoneName, redact.String(cfg.APIURL))
 	log := newLogger(io.Discard, cfg.LogLevel, cfg.LogFormat)
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {

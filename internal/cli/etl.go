@@ -13,6 +13,7 @@ import (
 	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
 
@@ -145,8 +146,8 @@ func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Pl
 		return err
 	}
 	log.Info("pass starting", "version", version, "from", run.From.Format(time.DateOnly), "to", run.To.Format(time.DateOnly),
-		"days", len(plan.Days), "shard", fmt.Sprintf("%d/%d", run.ShardIndex, run.ShardCount), "api", cfg.APIURL,
-		"database", config.Redact(cfg.DatabaseURL))
+		"days", len(plan.Days), "shard", fmt.Sprintf("%d/%d", run.ShardIndex, run.ShardCount), "api", redact.String(cfg.APIURL),
+		"database", redact.String(cfg.DatabaseURL))
 	res, err := execute(ctx, cfg, run, plan, rec, log, term)
 	code := ExitOK
 	switch {

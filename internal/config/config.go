@@ -10,11 +10,12 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v10"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // DefaultAPIURL is the real Marketplace API endpoint.
@@ -171,7 +172,7 @@ func validLabelName(s string) bool {
 func checkHTTPURL(name, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Errorf("%s=%q: expected an absolute http:// or https:// URL", name, Redact(raw))
+		return Errorf("%s=%q: expected an absolute http:// or https:// URL", name, redact.String(raw))
 	}
 	return nil
 }
@@ -181,36 +182,15 @@ func CheckDatabaseURL(raw string) error {
 	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
-			return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", Redact(raw))
+			return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", redact.String(raw))
 		}
 		return nil
 	}
 	if strings.Contains(raw, "=") && !strings.Contains(raw, "://") {
 		return nil
 	}
-	return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", Redact(raw))
+	return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", redact.String(raw))
 }
-
-// Redact hides the password of a URL or libpq connection string, also in
-// malformed ones (they end up in error messages too): anything between the
-// user's colon and the last '@', and every password=... value.
-func Redact(raw string) string {
-	out := raw
-	if at := strings.LastIndex(out, "@"); at >= 0 {
-		start := 0
-		if i := strings.Index(out, "://"); i >= 0 && i < at {
-			start = i + 3
-		}
-		if c := strings.Index(out[start:at], ":"); c >= 0 {
-			out = out[:start+c+1] + "xxxxx" + out[at:]
-		}
-	}
-	return passwordParam.ReplaceAllString(out, "${1}xxxxx")
-}
-
-// passwordParam matches password=value in libpq key=value strings (quoted
-// values included) and in URL query strings.
-var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
 
 // ParseEnv fills the env-tagged struct *v from environ. A value that does
 // not parse gives a configuration Error of one line naming the variable,

@@ -37,6 +37,7 @@ import (
 
 	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // Status classes as label values of marketplace_etl_last_run_api_requests.
@@ -356,9 +357,9 @@ func (r *Recorder) push(what string, cs ...prometheus.Collector) error {
 		err = fmt.Errorf("pushing the %s metrics to the Pushgateway at %s: %w", what, r.opts.URL, err)
 		// The URL may hold credentials: redact them in what is logged.
 		r.log.Warn("could not push the run metrics; the pass's outcome is unchanged", "push", what,
-			"pushgateway", redact(r.opts.URL), "err", redactErr(err, r.opts), "duration", time.Since(started).Round(time.Millisecond))
+			"pushgateway", redact.String(r.opts.URL), "err", redactErr(err, r.opts), "duration", time.Since(started).Round(time.Millisecond))
 		return err
 	}
-	r.log.Debug("pushed the run metrics", "push", what, "pushgateway", redact(r.opts.URL), "grouping", r.grouping)
+	r.log.Debug("pushed the run metrics", "push", what, "pushgateway", redact.String(r.opts.URL), "grouping", r.grouping)
 	return nil
 }
