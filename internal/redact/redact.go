@@ -19,8 +19,7 @@ const Mask = "xxxxx"
 //     key=value pair (libpq connection strings), whose name, once
 //     percent-decoded, says it is a secret: password, pwd, pass, token,
 //     secret, key, auth, signature, sig, credential, session;
-//   - in a string that is one scheme-less address (user:password@host),
-//     the password.
+//   - the password of a scheme-less address (user:password@host).
 //
 // It errs on the side of hiding too much: a value with a space, unquoted,
 // is hidden up to the next key=value pair or the end.
@@ -37,12 +36,16 @@ func String(s string) string {
 		last = loc[1]
 	}
 	b.WriteString(redactPairs(s[last:]))
-	out := b.String()
-	if !strings.ContainsAny(out, " \t\r\n") && !strings.Contains(out, "://") {
-		out = redactUserinfo(out, 0)
-	}
-	return out
+	return wordPattern.ReplaceAllStringFunc(b.String(), func(w string) string {
+		if i := strings.Index(w, "://"); i >= 0 {
+			return redactUserinfo(w, i+3) // also what urlPattern takes for no URL
+		}
+		return redactUserinfo(w, 0) // a scheme-less user:password@host
+	})
 }
+
+// wordPattern finds the words of text, URLs included.
+var wordPattern = regexp.MustCompile(`[^\s"'<>]+`)
 
 // urlPattern finds URLs in text: a scheme, then anything up to
 // whitespace, a quote or an angle bracket.
@@ -83,13 +86,14 @@ func redactUserinfo(s string, start int) string {
 	if at < start {
 		return s
 	}
-	// A '/' before the '@' ends the authority, unless the password itself
-	// holds one: only a ':' before that '/' makes it user info.
 	c := strings.Index(s[start:at], ":")
 	if c < 0 {
 		return s
 	}
-	if slash := strings.Index(s[start:at], "/"); slash >= 0 && slash < c {
+	// In a URL a '/' before the '@' ends the authority, unless the
+	// password itself holds one: only a ':' before that '/' makes it user
+	// info. A scheme-less word is hidden whenever it looks like one.
+	if slash := strings.Index(s[start:at], "/"); start > 0 && slash >= 0 && slash < c {
 		return s
 	}
 	return s[:start+c+1] + Mask + s[at:]
@@ -114,7 +118,12 @@ func redactPairs(s string) string {
 		name := s[loc[2]:loc[3]]
 		b.WriteString(s[:loc[1]])
 		s = s[loc[1]:]
-		if secretName(name) {
+		switch {
+		case strings.HasPrefix(s, Mask):
+			// Already hidden: what follows is the text around it.
+			b.WriteString(Mask)
+			s = s[len(Mask):]
+		case secretName(name):
 			b.WriteString(Mask)
 			s = s[valueEnd(s):]
 		}
