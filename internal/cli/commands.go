@@ -88,7 +88,7 @@ func checkCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("database schema is at version %d, this binary needs %d: run 'marketplace-etl migrate up'", cur, latest)
 	}
 	fmt.Fprintf(stdout, "ok   schema version %d\n", cur)
-	api, err := marketplace.NewClient(cfg.APIURL, marketplace.Limits{Timeout: cfg.HTTPTimeout}, nil)
+	api, err := marketplace.NewClient(cfg.APIURL, apiLimits(cfg), nil)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 // for something else are configuration errors naming the variable.
 func TestValuesThatMeantSomethingElse(t *testing.T) {
 	for _, c := range []struct{ name, value, want string }{
-		{"ETL_DB_LOCK_TIMEOUT", "500us", "from 1ms"},     // was lock_timeout=0: no timeout
+		{"ETL_DB_LOCK_TIMEOUT", "500us", "from 1ms"},      // was lock_timeout=0: no timeout
 		{"ETL_DB_STATEMENT_TIMEOUT", "0.5ms", "from 1ms"}, // the same
 		{"ETL_DB_STATEMENT_TIMEOUT", "600h", "596h31m23.647s"},
 		{"ETL_DB_LOCK_TIMEOUT", "2147483648ms", "596h31m23.647s"}, // PostgreSQL's maximum + 1
