@@ -88,6 +88,10 @@ func checkCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("database schema is at version %d, this binary needs %d: run 'marketplace-etl migrate up'", cur, latest)
 	}
 	fmt.Fprintf(stdout, "ok   schema version %d\n", cur)
+	if err := st.CheckWritable(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "ok   database accepts writes")
 	api, err := marketplace.NewClient(cfg.APIURL, apiLimits(cfg), nil)
 	if err != nil {
 		return err

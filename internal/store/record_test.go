@@ -55,3 +55,23 @@ func TestErrorTextShort(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestCheckWritable: a database that answers but refuses writes is caught.
+func TestCheckWritable(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	s := openVia(t, dsn, Options{StatementTimeout: time.Minute, LockTimeout: time.Minute})
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckWritable(ctx); err != nil {
+		t.Fatalf("a writable database refused: %v", err)
+	}
+	if _, err := s.DB().Exec(`DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$`); err != nil {
+		t.Fatal(err)
+	}
+	ro := openVia(t, dsn, Options{StatementTimeout: time.Minute, LockTimeout: time.Minute})
+	if err := ro.CheckWritable(ctx); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("a read-only database passed the check: %v", err)
+	}
+}

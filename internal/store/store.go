@@ -228,3 +228,35 @@ func (s *Store) SchemaVersions(ctx context.Context) (current, latest int64, err 
 	}
 	return p.GetVersions(ctx)
 }
+
+// CheckWritable verifies that the database accepts the writes of a pass,
+// in a transaction it rolls back: a read-only database (a standby,
+// default_transaction_read_only, a role without the privileges) answers
+// every query of check but fails the first load. The transaction is begun
+// with a plain BEGIN: database/sql's BeginTx makes lib/pq send BEGIN READ
+// WRITE, which would hide default_transaction_read_only.
+func (s *Store) CheckWritable(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("checking that the database accepts writes: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN`); err != nil {
+		return fmt.Errorf("checking that the database accepts writes: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`) //nolint:errcheck // nothing to keep either way
+	for _, q := range []string{
+		`INSERT INTO marketplace.etl_runs (mode, version, host) VALUES ('run', 'check', 'check')`,
+		`INSERT INTO marketplace.purchases SELECT * FROM marketplace.purchases WHERE false`,
+		`INSERT INTO marketplace.rejected_purchases SELECT * FROM marketplace.rejected_purchases WHERE false`,
+		`INSERT INTO marketplace.day_loads SELECT * FROM marketplace.day_loads WHERE false`,
+		`UPDATE marketplace.day_loads SET status = status WHERE false`,
+		`DELETE FROM marketplace.purchases WHERE false`,
+		`DELETE FROM marketplace.rejected_purchases WHERE false`,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("the database does not accept writes: %w", err)
+		}
+	}
+	return nil
+}
