@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # marketplace-etl container image: a static, trimmed Go binary on distroless static (nonroot).
-# Build: make image  (docker build --build-arg VERSION=$(git describe --tags --always) -t IMAGE .)
+# Build: make image-docker (docker build --build-arg VERSION=$(git describe --tags --always) -t IMAGE .).
+# Without a container engine, `make image` builds an equivalent image with hack/image.
 # The binary embeds time/tzdata, so Europe/Moscow works without /usr/share/zoneinfo.
 
 ARG GO_VERSION=1.26

@@ -47,7 +47,7 @@ bench: build ## Throughput benchmark against psql \copy and the naive loader
 demo: build ## Throw-away PostgreSQL + simulator, 30-day backfill, daily run, summary
 	@hack/demo.sh
 
-e2e-k8s: tools build ## Install the chart into the API server at $$KUBECONFIG
+e2e-k8s: tools build ## Run the chart's pods on kube-local (KUBE_LOCAL_RUN_IMAGES) at $$KUBECONFIG
 	@hack/e2e-k8s.sh
 
 image: ## Build and check the image without a container engine: bin/image/oci, bin/image/marketplace-etl.tar

@@ -11,11 +11,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // version is stamped at build time with -ldflags.
@@ -41,6 +43,8 @@ Commands:
            [--shard-index i --shard-count n]  one shard of the range (JOB_COMPLETION_INDEX, BACKFILL_SHARD_COUNT)
   migrate [up|status]                  apply or show the embedded schema migrations
   check                                verify configuration, database, schema version and API
+  marts rebuild|update                 recompute every mart from all loaded lines, or bring them up to
+                                       date with the changed days (every run and backfill does that)
   mockapi [--listen :8080] [...]       serve the Marketplace API simulator
   metabase-setup                       create or update the Metabase database, collection and dashboards
   version                              print the version
@@ -71,6 +75,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// loggedError is a failure the command has already logged in full ("pass
+// failed"): the process ends without a second line for the same event.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
+
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
 	return run(args, os.Stdout, os.Stderr)
@@ -95,6 +105,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		err = migrateCommand(ctx, rest, stdout, stderr)
 	case "check":
 		err = checkCommand(ctx, rest, stdout, stderr)
+	case "marts":
+		err = martsCommand(ctx, rest, stdout, stderr)
 	case "mockapi":
 		err = mockapiCommand(ctx, rest, stderr)
 	case "metabase-setup":
@@ -106,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		fmt.Fprint(stdout, usage)
 		return ExitOK
 	default:
-		err = usagef("unknown command %q: expected one of run, backfill, migrate, check, mockapi, metabase-setup, version", cmd)
+		err = usagef("unknown command %q: expected one of run, backfill, migrate, check, marts, mockapi, metabase-setup, version", cmd)
 	}
 	if err == nil {
 		return ExitOK
@@ -115,7 +127,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return ExitOK
 	}
 	code = exitCode(err)
-	reportFailure(stderr, cmd, code, err)
+	if !errors.As(err, new(loggedError)) {
+		reportFailure(stderr, cmd, code, err)
+	}
 	return code
 }
 
@@ -182,36 +196,70 @@ func exitCode(err error) int {
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // newFlagSet makes a flag set whose errors become one-line usage errors;
-// --help prints the command's synopsis and flags.
+// its Usage, shown for --help, prints the command's synopsis and flags.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {} // Parse calls it on every error; errors are reported by the caller in one line
-	helps[fs] = func() {
-		fs.SetOutput(stderr)
+	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: marketplace-etl %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+		fs.VisitAll(func(f *flag.Flag) {
+			arg, help := flag.UnquoteUsage(f)
+			if _, ok := f.Value.(*dateFlag); ok {
+				arg = "YYYY-MM-DD"
+			}
+			if arg != "" {
+				arg = " " + arg
+			}
+			fmt.Fprintf(stderr, "  --%s%s\n    \t%s", f.Name, arg, help)
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+				fmt.Fprintf(stderr, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(stderr)
+		})
 		fmt.Fprint(stderr, "\nExit codes: 0 success, 1 retryable failure, 2 usage/configuration error, 3 data-contract failure.\n")
-		fs.SetOutput(io.Discard)
 	}
 	return fs
 }
 
-// helps holds each flag set's --help printer.
-var helps = map[*flag.FlagSet]func(){}
-
+// parseFlags parses args into fs. --help prints fs.Usage and returns
+// flag.ErrHelp; any other error is one usage line.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			helps[fs]()
-			return flag.ErrHelp
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v (see --help)", err)
-	}
-	if fs.NArg() > 0 {
+	// Parse calls Usage on every error too: keep it for --help only.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage()
+		return err
+	case err != nil:
+		return usagef("%s (see --help)", flagError(err))
+	case fs.NArg() > 0:
 		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	return nil
+}
+
+// flagErrorForms are the flag package's error sentences, which name a flag
+// with one dash; the command line documents two.
+var flagErrorForms = []struct {
+	re   *regexp.Regexp
+	repl string
+}{
+	{regexp.MustCompile(`^invalid boolean value ("(?:[^"\\]|\\.)*") for -(\S+): .*$`), "--$2=$1: expected true or false"},
+	{regexp.MustCompile(`^invalid value ("(?:[^"\\]|\\.)*") for flag -(\S+): `), "--$2=$1: "},
+	{regexp.MustCompile(`^flag needs an argument: -(\S+)$`), "--$1 needs a value"},
+	{regexp.MustCompile(`^flag provided but not defined: -(\S+)$`), "unknown flag --$1"},
+}
+
+func flagError(err error) string {
+	msg := redact.String(err.Error())
+	for _, f := range flagErrorForms {
+		if f.re.MatchString(msg) {
+			msg = f.re.ReplaceAllString(msg, f.repl)
+			break
+		}
+	}
+	return msg
 }

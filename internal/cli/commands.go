@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -183,12 +182,7 @@ func metabaseCommand(ctx context.Context, args []string, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	environ := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			environ[k] = v
-		}
-	}
+	environ := config.Environ()
 	level, format := environ["LOG_LEVEL"], environ["LOG_FORMAT"]
 	if format == "" {
 		format = "auto"

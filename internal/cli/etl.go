@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -19,52 +18,46 @@ import (
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
 
-// passFlags are the flags run and backfill share.
+// passFlags binds the flags run and backfill share to the configuration
+// the environment filled, so that a flag overrides its variable.
 type passFlags struct {
-	apiURL    string
-	noMigrate bool
+	cfg    *config.Config
+	envErr error // reported once --help had its chance
 }
 
-func (f *passFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.apiURL, "api-url", "", "Marketplace API /data endpoint (overrides MARKETPLACE_API_URL)")
-	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply pending migrations first (overrides ETL_AUTO_MIGRATE)")
+func bindPassFlags(fs *flag.FlagSet) *passFlags {
+	cfg, err := config.FromEnv(config.Environ())
+	pf := &passFlags{cfg: cfg, envErr: err}
+	fs.Var(urlFlag{&cfg.APIURL}, "api-url", "Marketplace API `URL` of the /data endpoint (overrides MARKETPLACE_API_URL)")
+	fs.Var(notFlag{&cfg.AutoMigrate}, "no-migrate", "do not apply pending migrations first (overrides ETL_AUTO_MIGRATE)")
+	return pf
 }
 
-// load reads the environment and applies the flags over it.
-func (f *passFlags) load() (*config.Config, error) {
-	cfg, err := config.Load()
-	if err != nil {
-		return nil, err
+// config checks the configuration, flags applied.
+func (pf *passFlags) config() (*config.Config, error) {
+	if pf.envErr != nil {
+		return nil, pf.envErr
 	}
-	if f.apiURL != "" {
-		cfg.APIURL = f.apiURL
-	}
-	if f.noMigrate {
-		cfg.AutoMigrate = false
-	}
-	return cfg, cfg.Validate()
+	return pf.cfg, pf.cfg.Validate()
 }
 
 func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("run", "run [--date YYYY-MM-DD] [flags]", stderr)
-	date := fs.String("date", "", "load exactly this business day (default: yesterday in ETL_TIMEZONE plus catch-up)")
-	var pf passFlags
-	pf.register(fs)
+	var date dateFlag
+	fs.Var(&date, "date", "load exactly this business day (default: yesterday in ETL_TIMEZONE plus catch-up)")
+	pf := bindPassFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := pf.load()
+	cfg, err := pf.config()
 	if err != nil {
 		return err
 	}
 	now := time.Now()
 	plan := pipeline.Plan{Always: map[time.Time]bool{}}
 	var from, to time.Time
-	if *date != "" {
-		d, err := pipeline.ParseDate(*date)
-		if err != nil {
-			return usagef("--date: %v", err)
-		}
+	if date.set {
+		d := date.t
 		if err := pipeline.CheckEnded(d, now, cfg.Location); err != nil {
 			return usagef("--date: %v", err)
 		}
@@ -80,33 +73,27 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
 
 func backfillCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("backfill", "backfill --from YYYY-MM-DD [--to YYYY-MM-DD] [--force] [--shard-index i --shard-count n] [flags]", stderr)
-	fromS := fs.String("from", "", "first business day to load (required)")
-	toS := fs.String("to", "", "last business day to load (default: yesterday in ETL_TIMEZONE)")
+	var fromF, toF dateFlag
+	fs.Var(&fromF, "from", "first business day to load (required)")
+	fs.Var(&toF, "to", "last business day to load (default: yesterday in ETL_TIMEZONE)")
 	force := fs.Bool("force", false, "re-fetch days already loaded (unchanged content is still left untouched)")
-	shardIndex := fs.String("shard-index", "", "this pod's shard, 0-based (default: JOB_COMPLETION_INDEX, else 0)")
-	shardCount := fs.String("shard-count", "", "number of shards the range is split into (default: BACKFILL_SHARD_COUNT, else 1)")
-	var pf passFlags
-	pf.register(fs)
+	pf := bindPassFlags(fs)
+	fs.Var(intFlag{&pf.cfg.ShardIndex, 0}, "shard-index", "this pod's shard `i`, 0-based (overrides JOB_COMPLETION_INDEX)")
+	fs.Var(intFlag{&pf.cfg.ShardCount, 1}, "shard-count", "number of shards `n` the range is split into (overrides BACKFILL_SHARD_COUNT)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *fromS == "" {
+	if !fromF.set {
 		return usagef("--from is required: expected the first day to load as YYYY-MM-DD")
 	}
-	from, err := pipeline.ParseDate(*fromS)
-	if err != nil {
-		return usagef("--from: %v", err)
-	}
-	cfg, err := pf.load()
+	cfg, err := pf.config()
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	to := pipeline.Yesterday(now, cfg.Location)
-	if *toS != "" {
-		if to, err = pipeline.ParseDate(*toS); err != nil {
-			return usagef("--to: %v", err)
-		}
+	from, to := fromF.t, pipeline.Yesterday(now, cfg.Location)
+	if toF.set {
+		to = toF.t
 		if err := pipeline.CheckEnded(to, now, cfg.Location); err != nil {
 			return usagef("--to: %v", err)
 		}
@@ -115,16 +102,6 @@ func backfillCommand(ctx context.Context, args []string, stderr io.Writer) error
 		return usagef("--from %s is after --to %s: expected from <= to", from.Format(time.DateOnly), to.Format(time.DateOnly))
 	}
 	idx, cnt := cfg.ShardIndex, cfg.ShardCount
-	if *shardIndex != "" {
-		if idx, err = strconv.Atoi(*shardIndex); err != nil || idx < 0 {
-			return usagef("--shard-index=%q: expected a whole number from 0", *shardIndex)
-		}
-	}
-	if *shardCount != "" {
-		if cnt, err = strconv.Atoi(*shardCount); err != nil || cnt < 1 {
-			return usagef("--shard-count=%q: expected a whole number from 1", *shardCount)
-		}
-	}
 	if idx >= cnt {
 		return usagef("shard index %d is not below shard count %d: expected 0 <= --shard-index < --shard-count", idx, cnt)
 	}
@@ -163,16 +140,16 @@ func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Pl
 	case len(res.Failed) > 0:
 		code, err = ExitRetryable, fmt.Errorf("%d day(s) failed, first %s: %v", len(res.Failed), res.Failed[0].Date.Format(time.DateOnly), res.Failed[0].Err)
 	case res.MartsErr != nil:
-		code, err = ExitRetryable, fmt.Errorf("data loaded but refreshing the marts failed: %w", res.MartsErr)
+		code, err = ExitRetryable, fmt.Errorf("the marts are not up to date (the next pass retries them): %w", res.MartsErr)
 	}
 	rec.Finish(res, err, started)
 	if err != nil {
 		log.Error("pass failed", "exit_code", code, "duration", time.Since(started).Round(time.Millisecond), "err", err,
 			"days_loaded", res.Totals.DaysLoaded, "days_failed", res.Totals.DaysFailed)
 		if code == ExitRetryable {
-			return err
+			return loggedError{err}
 		}
-		return &exitError{code, err}
+		return loggedError{&exitError{code, err}}
 	}
 	log.Info("pass succeeded", "duration", time.Since(started).Round(time.Millisecond),
 		"days_loaded", res.Totals.DaysLoaded, "days_unchanged", res.Totals.DaysUnchanged, "days_no_data", res.Totals.DaysNoData,
@@ -212,7 +189,7 @@ func execute(ctx, final context.Context, cfg *config.Config, run etl.Run, plan p
 		}
 	}()
 	p := &pipeline.Pipeline{
-		Store: pipeline.DBStore(st), API: pipeline.APISource(api), Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, log),
+		Store: pipeline.DBStore(st), API: pipeline.APISource(api), Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, cfg, log),
 		Settings: pipeline.Settings{MaxRejectRatio: cfg.MaxRejectRatio, Retries: cfg.HTTPRetries, Backoff: cfg.HTTPBackoff, MaxBackoff: cfg.HTTPMaxBackoff},
 		Progress: pipeline.Progress{Log: log},
 	}
@@ -227,6 +204,10 @@ func execute(ctx, final context.Context, cfg *config.Config, run etl.Run, plan p
 	if outcome == nil && len(res.Failed) > 0 {
 		outcome = res.Failed[0].Err
 	}
+	if outcome == nil && res.MartsErr != nil {
+		// The pass exits 1: its run must not read succeeded.
+		outcome = fmt.Errorf("updating the marts: %w", res.MartsErr)
+	}
 	// Record the end even when interrupted: the run's row must not stay "running".
 	finishCtx, cancel := context.WithTimeout(final, 10*time.Second)
 	defer cancel()
@@ -237,7 +218,7 @@ func execute(ctx, final context.Context, cfg *config.Config, run etl.Run, plan p
 }
 
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.Store, error) {
-	return store.Open(ctx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.StatementTimout, LockTimeout: cfg.LockTimeout,
+	return store.Open(ctx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.StatementTimeout, LockTimeout: cfg.LockTimeout,
 		// A day's transaction waits on the API's body at most that long.
 		IdleInTransactionTimeout: cfg.HTTPBodyTimeout + time.Minute, Location: cfg.Location}, log)
 }

@@ -1,5 +1,6 @@
-// Package config reads marketplace-etl's settings from the environment (flags
-// override some of them later) and checks every value, so that a bad value
+// Package config reads marketplace-etl's settings from the environment into
+// one typed Config (the command line binds its flags to the same fields, so
+// a flag overrides its variable) and checks every value, so that a bad value
 // fails before anything touches the database, with the variable's name and
 // what was expected.
 package config
@@ -23,24 +24,26 @@ const DefaultAPIURL = "http://final-project.simulative.ru/data"
 
 // Config is every setting of a pass, by environment variable.
 type Config struct {
-	APIURL          string        `env:"MARKETPLACE_API_URL" envDefault:"http://final-project.simulative.ru/data"`
-	DatabaseURL     string        `env:"DATABASE_URL"`
-	TimezoneName    string        `env:"ETL_TIMEZONE" envDefault:"Europe/Moscow"`
-	CatchupDays     int           `env:"ETL_CATCHUP_DAYS" envDefault:"7"`
-	MaxRejectRatio  float64       `env:"ETL_MAX_REJECT_RATIO" envDefault:"0.10"`
-	HTTPTimeout     time.Duration `env:"ETL_HTTP_TIMEOUT" envDefault:"30s"`
-	HTTPBodyTimeout time.Duration `env:"ETL_HTTP_BODY_TIMEOUT" envDefault:"5m"`
-	MaxLineBytes    int           `env:"ETL_MAX_LINE_BYTES" envDefault:"1048576"`
-	MaxBodyBytes    int64         `env:"ETL_MAX_BODY_BYTES" envDefault:"268435456"`
-	ShutdownGrace   time.Duration `env:"ETL_SHUTDOWN_GRACE" envDefault:"20s"`
-	HTTPRetries     int           `env:"ETL_HTTP_RETRIES" envDefault:"5"`
-	HTTPBackoff     time.Duration `env:"ETL_HTTP_RETRY_BACKOFF" envDefault:"1s"`
-	HTTPMaxBackoff  time.Duration `env:"ETL_HTTP_RETRY_MAX_BACKOFF" envDefault:"30s"`
-	StatementTimout time.Duration `env:"ETL_DB_STATEMENT_TIMEOUT" envDefault:"15m"`
-	LockTimeout     time.Duration `env:"ETL_DB_LOCK_TIMEOUT" envDefault:"2m"`
-	AutoMigrate     bool          `env:"ETL_AUTO_MIGRATE" envDefault:"true"`
-	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat       string        `env:"LOG_FORMAT" envDefault:"auto"`
+	APIURL           string        `env:"MARKETPLACE_API_URL" envDefault:"http://final-project.simulative.ru/data"`
+	DatabaseURL      string        `env:"DATABASE_URL"`
+	TimezoneName     string        `env:"ETL_TIMEZONE" envDefault:"Europe/Moscow"`
+	CatchupDays      int           `env:"ETL_CATCHUP_DAYS" envDefault:"7"`
+	MaxRejectRatio   float64       `env:"ETL_MAX_REJECT_RATIO" envDefault:"0.10"`
+	HTTPTimeout      time.Duration `env:"ETL_HTTP_TIMEOUT" envDefault:"30s"`
+	HTTPBodyTimeout  time.Duration `env:"ETL_HTTP_BODY_TIMEOUT" envDefault:"5m"`
+	MaxLineBytes     int           `env:"ETL_MAX_LINE_BYTES" envDefault:"1048576"`
+	MaxBodyBytes     int64         `env:"ETL_MAX_BODY_BYTES" envDefault:"268435456"`
+	ShutdownGrace    time.Duration `env:"ETL_SHUTDOWN_GRACE" envDefault:"20s"`
+	HTTPRetries      int           `env:"ETL_HTTP_RETRIES" envDefault:"5"`
+	HTTPBackoff      time.Duration `env:"ETL_HTTP_RETRY_BACKOFF" envDefault:"1s"`
+	HTTPMaxBackoff   time.Duration `env:"ETL_HTTP_RETRY_MAX_BACKOFF" envDefault:"30s"`
+	StatementTimeout time.Duration `env:"ETL_DB_STATEMENT_TIMEOUT" envDefault:"15m"`
+	LockTimeout      time.Duration `env:"ETL_DB_LOCK_TIMEOUT" envDefault:"2m"`
+	// MartsLockTimeout bounds the wait for another process updating the marts.
+	MartsLockTimeout time.Duration `env:"ETL_MARTS_LOCK_TIMEOUT" envDefault:"5m"`
+	AutoMigrate      bool          `env:"ETL_AUTO_MIGRATE" envDefault:"true"`
+	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat        string        `env:"LOG_FORMAT" envDefault:"auto"`
 
 	PushgatewayURL      string        `env:"PUSHGATEWAY_URL"`
 	PushgatewayJob      string        `env:"PUSHGATEWAY_JOB" envDefault:"marketplace_etl"`
@@ -81,19 +84,30 @@ func IsConfigError(err error) bool {
 	return errors.As(err, &e)
 }
 
-// Load reads the process environment.
-func Load() (*Config, error) { return LoadFrom(envMap(os.Environ())) }
+// Environ is the process environment as a map.
+func Environ() map[string]string { return env.ToMap(os.Environ()) }
 
-// LoadFrom reads the given environment, for tests.
+// Load reads and checks the process environment.
+func Load() (*Config, error) { return LoadFrom(Environ()) }
+
+// LoadFrom reads and checks the given environment.
 func LoadFrom(environ map[string]string) (*Config, error) {
-	var c Config
-	if err := ParseEnv(&c, environ); err != nil {
+	c, err := FromEnv(environ)
+	if err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return c, nil
+}
+
+// FromEnv fills a Config from environ without checking it, for flags to
+// override before Validate. On a value that does not parse it returns the
+// error along with the Config, every other field filled.
+func FromEnv(environ map[string]string) (*Config, error) {
+	var c Config
+	return &c, ParseEnv(&c, environ)
 }
 
 // Validate checks every value and resolves the time zone.
@@ -103,7 +117,7 @@ func (c *Config) Validate() error {
 		return Errorf("ETL_TIMEZONE=%q: expected an IANA time zone name such as Europe/Moscow", c.TimezoneName)
 	}
 	c.Location = loc
-	if err := checkHTTPURL("MARKETPLACE_API_URL", c.APIURL); err != nil {
+	if err := CheckHTTPURL("MARKETPLACE_API_URL", c.APIURL); err != nil {
 		return err
 	}
 	if c.DatabaseURL != "" {
@@ -121,8 +135,9 @@ func (c *Config) Validate() error {
 		{"ETL_HTTP_BODY_TIMEOUT", c.HTTPBodyTimeout, maxDuration, "5m"},
 		{"ETL_HTTP_RETRY_BACKOFF", c.HTTPBackoff, maxDuration, "1s"},
 		{"ETL_HTTP_RETRY_MAX_BACKOFF", c.HTTPMaxBackoff, maxDuration, "30s"},
-		{"ETL_DB_STATEMENT_TIMEOUT", c.StatementTimout, MaxPostgresDuration, "15m"},
+		{"ETL_DB_STATEMENT_TIMEOUT", c.StatementTimeout, MaxPostgresDuration, "15m"},
 		{"ETL_DB_LOCK_TIMEOUT", c.LockTimeout, MaxPostgresDuration, "2m"},
+		{"ETL_MARTS_LOCK_TIMEOUT", c.MartsLockTimeout, maxDuration, "5m"},
 		{"ETL_SHUTDOWN_GRACE", c.ShutdownGrace, maxDuration, "20s"},
 		{"PUSHGATEWAY_TIMEOUT", c.PushgatewayTimeout, maxDuration, "10s"},
 	} {
@@ -161,7 +176,7 @@ func (c *Config) Validate() error {
 		return Errorf("LOG_FORMAT=%q: expected one of auto, text, json", c.LogFormat)
 	}
 	if c.PushgatewayURL != "" {
-		if err := checkHTTPURL("PUSHGATEWAY_URL", c.PushgatewayURL); err != nil {
+		if err := CheckHTTPURL("PUSHGATEWAY_URL", c.PushgatewayURL); err != nil {
 			return err
 		}
 	}
@@ -217,7 +232,9 @@ func validLabelName(s string) bool {
 	return true
 }
 
-func checkHTTPURL(name, raw string) error {
+// CheckHTTPURL accepts an absolute http:// or https:// URL; name is the
+// variable or flag named in the error.
+func CheckHTTPURL(name, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Errorf("%s=%q: expected an absolute http:// or https:// URL", name, redact.String(raw))
@@ -241,8 +258,10 @@ func CheckDatabaseURL(raw string) error {
 }
 
 // ParseEnv fills the env-tagged struct *v from environ. A value that does
-// not parse gives a configuration Error of one line naming the variable,
-// its value (never a password) and what was expected.
+// not parse, or a variable tagged required (or notEmpty) that is unset (or
+// empty), gives a configuration Error of one line naming the variable, its
+// value (never a password) and what was expected: the field's `expected`
+// tag, else what its type accepts.
 //
 // One rule for empty values: a variable set to "" is a value like any
 // other, valid only where empty is the variable's default (DATABASE_URL,
@@ -261,14 +280,25 @@ func ParseEnv(v any, environ map[string]string) error {
 	if errors.As(err, &agg) && len(agg.Errors) > 0 {
 		err = agg.Errors[0]
 	}
-	var pe env.ParseError
-	if errors.As(err, &pe) {
-		key := envKey(reflect.TypeOf(v).Elem(), pe.Name)
+	t := reflect.TypeOf(v).Elem()
+	var (
+		pe     env.ParseError
+		notSet env.EnvVarIsNotSetError
+		empty  env.EmptyEnvVarError
+	)
+	switch {
+	case errors.As(err, &pe):
+		f, _ := t.FieldByName(pe.Name)
+		key := envKey(f)
 		val := environ[key]
 		if key == "DATABASE_URL" || strings.Contains(key, "PASSWORD") {
 			val = "xxxxx"
 		}
-		return Errorf("%s=%q: expected %s", key, val, describeType(pe.Type))
+		return Errorf("%s=%q: expected %s", key, val, expected(f))
+	case errors.As(err, &notSet):
+		return Errorf("%s is not set: expected %s", notSet.Key, expected(fieldByEnv(t, notSet.Key)))
+	case errors.As(err, &empty):
+		return Errorf("%s is empty: expected %s", empty.Key, expected(fieldByEnv(t, empty.Key)))
 	}
 	return Errorf("reading configuration from the environment: %v", err)
 }
@@ -276,20 +306,34 @@ func ParseEnv(v any, environ map[string]string) error {
 func checkEmpty(t reflect.Type, environ map[string]string) error {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		key := strings.Split(f.Tag.Get("env"), ",")[0]
-		def := f.Tag.Get("envDefault")
+		key, def := envKey(f), f.Tag.Get("envDefault")
 		if val, set := environ[key]; key != "" && key != "-" && set && val == "" && def != "" {
-			return Errorf("%s=\"\": expected %s; unset the variable to use the default %q", key, describeType(f.Type), def)
+			return Errorf("%s=\"\": expected %s, not empty; unset the variable to use the default %q", key, expected(f), def)
 		}
 	}
 	return nil
 }
 
-func envKey(t reflect.Type, field string) string {
-	if f, ok := t.FieldByName(field); ok {
-		return strings.Split(f.Tag.Get("env"), ",")[0]
+func envKey(f reflect.StructField) string { return strings.Split(f.Tag.Get("env"), ",")[0] }
+
+func fieldByEnv(t reflect.Type, key string) reflect.StructField {
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); envKey(f) == key {
+			return f
+		}
 	}
-	return field
+	return reflect.StructField{Type: reflect.TypeOf("")}
+}
+
+// expected describes what the field takes.
+func expected(f reflect.StructField) string {
+	if e := f.Tag.Get("expected"); e != "" {
+		return e
+	}
+	if f.Type == nil {
+		return "a value"
+	}
+	return describeType(f.Type)
 }
 
 func describeType(t reflect.Type) string {
@@ -303,17 +347,7 @@ func describeType(t reflect.Type) string {
 	case t.Kind() == reflect.Bool:
 		return "true or false"
 	case t.Kind() == reflect.String:
-		return "a non-empty value"
+		return "a value"
 	}
 	return "a value of type " + t.String()
-}
-
-func envMap(environ []string) map[string]string {
-	m := make(map[string]string, len(environ))
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
 }
