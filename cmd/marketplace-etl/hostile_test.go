@@ -127,30 +127,38 @@ func TestShutdownBudgetBoundsThePushAfterSigterm(t *testing.T) {
 	defer gw.Close()
 	defer close(release)
 	e := newEnv(t, marketplace.SimConfig{RowsPerDay: 2000, TruncateRate: 1, StallAfter: time.Minute})
-	cmd := e.command([]string{"ETL_HTTP_TIMEOUT=1m", "PUSHGATEWAY_URL=" + gw.URL, "PUSHGATEWAY_TIMEOUT=1h", "ETL_SHUTDOWN_GRACE=2s"}, "run", "--date", "2023-07-03")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e.waitForRequest(t)
-	start := time.Now()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("the process outlived its shutdown budget by far\n%s", stderr.String())
-	}
-	took := time.Since(start)
+	stderr, took, err := e.sigtermMidDay(30*time.Second, []string{"ETL_HTTP_TIMEOUT=1m", "PUSHGATEWAY_URL=" + gw.URL, "PUSHGATEWAY_TIMEOUT=1h", "ETL_SHUTDOWN_GRACE=2s"}, "run", "--date", "2023-07-03")
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("exit %v, want 1\n%s", err, stderr.String())
+		t.Fatalf("exit %v after %s, want 1 within the budget\n%s", err, took, stderr)
 	}
 	if got := e.scalar(`SELECT status FROM marketplace.etl_runs`); got != "failed" {
 		t.Fatalf("run status %s, want failed", got)
 	}
 	t.Logf("SIGTERM to exit with a hanging Pushgateway: %s", took.Round(time.Millisecond))
+}
+
+// sigtermMidDay runs the binary until it is in the middle of a day, sends
+// SIGTERM and waits up to limit for it to end (then kills it). It returns
+// stderr, the time from the signal to the end, and cmd.Wait's error.
+func (e *env) sigtermMidDay(limit time.Duration, extraEnv []string, args ...string) (string, time.Duration, error) {
+	e.t.Helper()
+	cmd := e.command(extraEnv, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitForRequest(e.t)
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return stderr.String(), time.Since(start), err
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		err := <-done
+		return stderr.String(), time.Since(start), fmt.Errorf("still running %s after SIGTERM, killed: %w", limit, err)
+	}
 }
