@@ -37,10 +37,10 @@ else
   touch "$stamps/helm-$HELM_VERSION-k8s$kube_major.$kube_minor"
 fi
 
-# build_module NAME MODULE VERSION PACKAGE LDFLAGS: bin/NAME from PACKAGE (relative to the
+# build_module NAME MODULE VERSION PACKAGE LDFLAGS [TAGS]: bin/NAME from PACKAGE (relative to the
 # module's root) of MODULE@VERSION, unless its stamp says it is there already.
 build_module() {
-  local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 stamp
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 tags=${6:-} stamp
   stamp=$stamps/$name-$version
   [[ $name == helm-unittest ]] && stamp+=-k8s$kube_major.$kube_minor
   if [[ -x $bin/$name && -f $stamp ]]; then
@@ -51,14 +51,17 @@ build_module() {
   local dir
   dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
   [[ -n $dir && -d $dir ]] || { echo "tools: could not download $module@$version" >&2; exit 1; }
-  # the module cache is read-only; go build only writes its output, so build in place
-  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$bin/$name" "$pkg")
+  # the module cache is read-only; go build only writes its output, so build in place (GOWORK=off:
+  # a module may ship a go.work naming directories its zip leaves out, as Prometheus does)
+  (cd "$dir" && GOWORK=off CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$bin/$name" "$pkg")
   touch "$stamp"
 }
 
 build_module helm-unittest github.com/helm-unittest/helm-unittest "$HELM_UNITTEST_VERSION" ./cmd/helm-unittest "$kube_ldflags"
-# Both report their version through prometheus/common's version package.
+# Both report their version through prometheus/common's version package. promtool is built
+# without Prometheus's service-discovery plugins (cloud SDKs; checking and testing rules needs
+# none of them), which would take most of its build time.
 build_module promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" ./cmd/promtool \
-  "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
+  "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}" remove_all_sd
 build_module pushgateway github.com/prometheus/pushgateway "$PUSHGATEWAY_VERSION" . \
   "-X github.com/prometheus/common/version.Version=${PUSHGATEWAY_VERSION#v}"
