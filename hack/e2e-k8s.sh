@@ -83,12 +83,12 @@ kubectl get --raw /readyz >/dev/null || fail "no API server at $KUBECONFIG"
 [[ $(kubectl get node kube-local -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] ||
   fail "no Ready node: start kube-local with its process kubelet: KUBE_LOCAL_RUN_IMAGES=ghcr.io/marketplace-etl/marketplace-etl=$bin $kube_local up"
 
-log "a throw-away PostgreSQL and two API simulators (fast; slow, 4 s a request) on loopback"
+log "a throw-away PostgreSQL and two API simulators (fast; slow, 6 s a request) on loopback"
 pg_start
 api_port=$(free_port) slow_port=$(free_port)
 LOG_FORMAT=text "$bin" mockapi --listen "127.0.0.1:$api_port" --rows-per-day 300 2>"$PG_TMP/mockapi.log" &
 sims+=($!)
-LOG_FORMAT=text "$bin" mockapi --listen "127.0.0.1:$slow_port" --rows-per-day 300 --latency 4s 2>"$PG_TMP/mockapi-slow.log" &
+LOG_FORMAT=text "$bin" mockapi --listen "127.0.0.1:$slow_port" --rows-per-day 300 --latency 6s 2>"$PG_TMP/mockapi-slow.log" &
 sims+=($!)
 wait_http "http://127.0.0.1:$api_port/healthz"
 wait_http "http://127.0.0.1:$slow_port/healthz"

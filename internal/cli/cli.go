@@ -41,6 +41,8 @@ Commands:
            [--shard-index i --shard-count n]  one shard of the range (JOB_COMPLETION_INDEX, BACKFILL_SHARD_COUNT)
   migrate [up|status]                  apply or show the embedded schema migrations
   check                                verify configuration, database, schema version and API
+  marts rebuild|update                 recompute every mart from all loaded lines, or bring them up to
+                                       date with the changed days (every run and backfill does that)
   mockapi [--listen :8080] [...]       serve the Marketplace API simulator
   metabase-setup                       create or update the Metabase database, collection and dashboards
   version                              print the version
@@ -71,6 +73,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// loggedError is a failure the command has already logged in full ("pass
+// failed"): the process ends without a second line for the same event.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
+
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
 	return run(args, os.Stdout, os.Stderr)
@@ -94,6 +102,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = migrateCommand(ctx, rest, stdout, stderr)
 	case "check":
 		err = checkCommand(ctx, rest, stdout, stderr)
+	case "marts":
+		err = martsCommand(ctx, rest, stdout, stderr)
 	case "mockapi":
 		err = mockapiCommand(ctx, rest, stderr)
 	case "metabase-setup":
@@ -105,7 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return ExitOK
 	default:
-		err = usagef("unknown command %q: expected one of run, backfill, migrate, check, mockapi, metabase-setup, version", cmd)
+		err = usagef("unknown command %q: expected one of run, backfill, migrate, check, marts, mockapi, metabase-setup, version", cmd)
 	}
 	if err == nil {
 		return ExitOK
@@ -114,7 +124,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	code := exitCode(err)
-	reportFailure(stderr, cmd, code, err)
+	if !errors.As(err, new(loggedError)) {
+		reportFailure(stderr, cmd, code, err)
+	}
 	return code
 }
 

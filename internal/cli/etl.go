@@ -134,16 +134,16 @@ func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Pl
 	case len(res.Failed) > 0:
 		code, err = ExitRetryable, fmt.Errorf("%d day(s) failed, first %s: %v", len(res.Failed), res.Failed[0].Date.Format(time.DateOnly), res.Failed[0].Err)
 	case res.MartsErr != nil:
-		code, err = ExitRetryable, fmt.Errorf("data loaded but refreshing the marts failed: %w", res.MartsErr)
+		code, err = ExitRetryable, fmt.Errorf("the marts are not up to date (the next pass retries them): %w", res.MartsErr)
 	}
 	rec.Finish(res, err, started)
 	if err != nil {
 		log.Error("pass failed", "exit_code", code, "duration", time.Since(started).Round(time.Millisecond), "err", err,
 			"days_loaded", res.Totals.DaysLoaded, "days_failed", res.Totals.DaysFailed)
 		if code == ExitRetryable {
-			return err
+			return loggedError{err}
 		}
-		return &exitError{code, err}
+		return loggedError{&exitError{code, err}}
 	}
 	log.Info("pass succeeded", "duration", time.Since(started).Round(time.Millisecond),
 		"days_loaded", res.Totals.DaysLoaded, "days_unchanged", res.Totals.DaysUnchanged, "days_no_data", res.Totals.DaysNoData,
@@ -170,7 +170,7 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 		return res, err
 	}
 	p := &pipeline.Pipeline{
-		Store: pipeline.DBStore(st), API: pipeline.APISource(api), Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, log),
+		Store: pipeline.DBStore(st), API: pipeline.APISource(api), Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, cfg, log),
 		Settings: pipeline.Settings{MaxRejectRatio: cfg.MaxRejectRatio, Retries: cfg.HTTPRetries, Backoff: cfg.HTTPBackoff, MaxBackoff: cfg.HTTPMaxBackoff},
 		Progress: pipeline.Progress{Log: log},
 	}
@@ -184,6 +184,10 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 	outcome := runErr
 	if outcome == nil && len(res.Failed) > 0 {
 		outcome = res.Failed[0].Err
+	}
+	if outcome == nil && res.MartsErr != nil {
+		// The pass exits 1: its run must not read succeeded.
+		outcome = fmt.Errorf("updating the marts: %w", res.MartsErr)
 	}
 	// Record the end even when interrupted: the run's row must not stay "running".
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -47,9 +47,11 @@ func newRecorder(cfg *config.Config, run etl.Run, log *slog.Logger) (recorder, e
 	return rec, nil
 }
 
-// martsRefresher refreshes the marts after a pass that changed data.
-func martsRefresher(st *store.Store, log *slog.Logger) pipeline.Refresher {
+// martsRefresher brings the marts up to date at the end of a pass.
+func martsRefresher(st *store.Store, cfg *config.Config, log *slog.Logger) pipeline.Refresher {
+	u := &marts.Updater{DB: st.DB(), Log: log, LockTimeout: cfg.MartsLockTimeout}
 	return func(ctx context.Context) (time.Duration, error) {
-		return marts.Refresh(ctx, st.DB(), log)
+		res, err := u.Update(ctx)
+		return res.Duration, err
 	}
 }

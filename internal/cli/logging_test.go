@@ -116,3 +116,36 @@ func TestProgressBarDoesNotShareLinesWithLogs(t *testing.T) {
 		t.Errorf("the bar was never drawn full:\n%q", buf.String())
 	}
 }
+
+// A failed pass is one event: its "pass failed" line, with the exit code and
+// the cause, is the last line, not followed by a second error line; and
+// every line is JSON.
+func TestFailedPassLogsItsFailureOnce(t *testing.T) {
+	t.Setenv("LOG_FORMAT", "json")
+	t.Setenv("DATABASE_URL", "postgres://etl@127.0.0.1:1/marketplace?sslmode=disable&connect_timeout=2")
+	t.Setenv("MARKETPLACE_API_URL", "http://127.0.0.1:1/data")
+	t.Setenv("PUSHGATEWAY_URL", "")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"run", "--date", "2023-01-05"}, &stdout, &stderr)
+	if code != ExitRetryable {
+		t.Fatalf("exit %d with an unreachable database, want %d\n%s", code, ExitRetryable, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	errorsLogged := 0
+	var last map[string]any
+	for _, l := range lines {
+		last = nil
+		if err := json.Unmarshal([]byte(l), &last); err != nil {
+			t.Fatalf("a line is not JSON: %v\n%s", err, l)
+		}
+		if last["level"] == "ERROR" {
+			errorsLogged++
+		}
+	}
+	if errorsLogged != 1 || last["msg"] != "pass failed" || last["exit_code"] != float64(ExitRetryable) {
+		t.Errorf("%d error lines, last %v; want exactly one, the last: pass failed with exit_code 1\n%s", errorsLogged, last, stderr.String())
+	}
+	if _, ok := last["duration"].(float64); !ok {
+		t.Errorf("pass failed without a duration in seconds: %v", last)
+	}
+}

@@ -34,6 +34,8 @@ type Config struct {
 	HTTPMaxBackoff   time.Duration `env:"ETL_HTTP_RETRY_MAX_BACKOFF" envDefault:"30s"`
 	StatementTimeout time.Duration `env:"ETL_DB_STATEMENT_TIMEOUT" envDefault:"15m"`
 	LockTimeout      time.Duration `env:"ETL_DB_LOCK_TIMEOUT" envDefault:"2m"`
+	// MartsLockTimeout bounds the wait for another process updating the marts.
+	MartsLockTimeout time.Duration `env:"ETL_MARTS_LOCK_TIMEOUT" envDefault:"5m"`
 	AutoMigrate      bool          `env:"ETL_AUTO_MIGRATE" envDefault:"true"`
 	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat        string        `env:"LOG_FORMAT" envDefault:"auto"`
@@ -124,6 +126,8 @@ func (c *Config) Validate() error {
 		return Errorf("ETL_DB_STATEMENT_TIMEOUT=%s: expected a positive duration such as 15m", c.StatementTimeout)
 	case c.LockTimeout <= 0:
 		return Errorf("ETL_DB_LOCK_TIMEOUT=%s: expected a positive duration such as 2m", c.LockTimeout)
+	case c.MartsLockTimeout <= 0:
+		return Errorf("ETL_MARTS_LOCK_TIMEOUT=%s: expected a positive duration such as 5m", c.MartsLockTimeout)
 	case c.ShardCount < 1:
 		return Errorf("BACKFILL_SHARD_COUNT=%d: expected a shard count of at least 1", c.ShardCount)
 	case c.ShardIndex < 0:

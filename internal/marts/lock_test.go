@@ -3,94 +3,121 @@ package marts
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/url"
 	"testing"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
-// A Refresh that finds another one running waits for it, and gives up when
-// its context ends.
-func TestRefreshWaitsForTheRunningOne(t *testing.T) {
+// An Update that finds another one holding the marts lock waits at most
+// the lock timeout, fails with an error naming the setting, and leaves the
+// queued days for the next Update.
+func TestUpdateWaitIsBounded(t *testing.T) {
 	db := newDB(t)
+	loadFixture(t, db)
 	ctx := context.Background()
-	holder, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close()
-	if _, err := holder.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, lockKey); err != nil {
-		t.Fatal(err)
-	}
+	holder := db.MustBegin()
+	defer holder.Rollback()
+	holder.MustExec(`SELECT id FROM marketplace.marts_lock FOR UPDATE`)
 
-	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-	defer cancel()
-	if _, err := Refresh(short, db, quiet()); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Refresh while another holds the lock: %v, want a deadline error", err)
+	u := &Updater{DB: db, Log: quiet(), LockTimeout: 300 * time.Millisecond}
+	t0 := time.Now()
+	_, err := u.Update(ctx)
+	var lt *LockTimeoutError
+	if !errors.As(err, &lt) {
+		t.Fatalf("Update while another holds the lock: %v, want a LockTimeoutError", err)
 	}
+	if took := time.Since(t0); took > 20*time.Second {
+		t.Errorf("the bounded wait took %v", took)
+	}
+	t.Logf("error: %v", err)
+	expectRows(t, db, []string{"failed|129"}, `SELECT (SELECT status FROM marts.refresh_state WHERE mart = 'all'),
+		(SELECT count(DISTINCT purchase_date) FROM marketplace.marts_queue)`)
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := Refresh(ctx, db, quiet())
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("Refresh did not wait for the lock holder: %v", err)
-	case <-time.After(1500 * time.Millisecond):
-	}
-	if _, err := holder.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, lockKey); err != nil {
+	if err := holder.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Refresh did not finish after the lock was released")
+	res, err := u.Update(ctx)
+	if err != nil || res.Days != 129 {
+		t.Fatalf("Update after the holder left = %+v, %v; want 129 days", res, err)
 	}
-	expectRows(t, db, []string{"succeeded|11"}, `SELECT min(status), count(*) FROM marts.refresh_state`)
+	expectRows(t, db, []string{"succeeded|0"}, `SELECT (SELECT status FROM marts.refresh_state WHERE mart = 'all'),
+		(SELECT count(*) FROM marketplace.marts_queue)`)
 }
 
-// A waiting Refresh skips its rebuild when a refresh that started after it
-// was called has succeeded meanwhile: that one saw all the caller's data.
-func TestRefreshSkipsWhenALaterRefreshCoveredIt(t *testing.T) {
-	db := newDB(t)
-	ctx := context.Background()
-	holder, err := db.Conn(ctx)
+// readOnly connects as a new role with SELECT on every table of both
+// schemas (more than Metabase's role will have) and nothing else.
+func readOnly(t *testing.T, db *sqlx.DB) *sqlx.DB {
+	t.Helper()
+	var dbURL string
+	if err := db.Get(&dbURL, `SELECT current_database()`); err != nil {
+		t.Fatal(err)
+	}
+	role := "reader_" + dbURL
+	db.MustExec(fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'reader';
+		GRANT USAGE ON SCHEMA marketplace, marts TO %[1]s;
+		GRANT SELECT ON ALL TABLES IN SCHEMA marketplace TO %[1]s;
+		GRANT SELECT ON ALL TABLES IN SCHEMA marts TO %[1]s`, role))
+	t.Cleanup(func() {
+		db.Exec(fmt.Sprintf(`DROP OWNED BY %s`, role))
+		db.Exec(fmt.Sprintf(`DROP ROLE %s`, role))
+	})
+	u, err := url.Parse(testURL(t, db))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer holder.Close()
-	if _, err := holder.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, lockKey); err != nil {
+	u.User = url.UserPassword(role, "reader")
+	ro, err := sqlx.Open("postgres", u.String())
+	if err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		took time.Duration
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		took, err := Refresh(ctx, db, quiet())
-		done <- result{took, err}
-	}()
-	time.Sleep(1500 * time.Millisecond)
-	// The holder plays a refresh that started after the call and succeeded.
-	if _, err := holder.ExecContext(ctx, `INSERT INTO marts.refresh_state (mart, status, started_at, finished_at)
-		VALUES ('all', 'succeeded', clock_timestamp(), clock_timestamp())`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := holder.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, lockKey); err != nil {
-		t.Fatal(err)
-	}
-	r := <-done
-	if r.err != nil || r.took != 0 {
-		t.Fatalf("Refresh = %v, %v; want a skip (0, nil)", r.took, r.err)
-	}
-	expectRows(t, db, []string{"false"}, `SELECT ispopulated::text FROM pg_matviews WHERE matviewname = 'daily_sales'`)
+	t.Cleanup(func() { ro.Close() })
+	return ro
+}
 
-	// A call after that refresh does rebuild.
-	if took := refresh(t, db); took <= 0 {
-		t.Fatal("a later call skipped the refresh")
+// The read-only role can neither take nor hold a lock that stops an
+// update, and its long SELECTs on the marts do not block one.
+func TestReadOnlyRoleCannotBlockUpdates(t *testing.T) {
+	db := newDB(t)
+	loadFixture(t, db)
+	refresh(t, db)
+	ro := readOnly(t, db)
+
+	for _, q := range []string{
+		`SELECT id FROM marketplace.marts_lock FOR UPDATE`,
+		`SELECT id FROM marketplace.marts_lock FOR SHARE`,
+		`LOCK TABLE marketplace.marts_lock IN SHARE MODE`,
+		`LOCK TABLE marketplace.marts_queue IN SHARE MODE`,
+		`LOCK TABLE marketplace.day_locks IN SHARE MODE`,
+		`SELECT purchase_date FROM marketplace.day_locks FOR KEY SHARE`,
+		`LOCK TABLE marts.daily_sales IN SHARE MODE`,
+	} {
+		tx := ro.MustBegin()
+		if _, err := tx.Exec(q); err == nil {
+			t.Errorf("the read-only role could run %s", q)
+		}
+		tx.Rollback()
 	}
-	expectRows(t, db, []string{"true"}, `SELECT ispopulated::text FROM pg_matviews WHERE matviewname = 'daily_sales'`)
+
+	// A reader in the middle of long SELECTs on every mart.
+	reader := ro.MustBegin()
+	defer reader.Rollback()
+	for _, name := range append(append([]string{}, Names...), Helpers...) {
+		if _, err := reader.Exec(`SELECT count(*) FROM ` + name); err != nil {
+			t.Fatalf("reading %s as the read-only role: %v", name, err)
+		}
+	}
+	db.MustExec(`UPDATE marketplace.day_loads SET attempts = attempts + 1`) // every day changed
+	for _, rebuild := range []bool{false, true} {
+		u := &Updater{DB: db, Log: quiet(), LockTimeout: 2 * time.Second}
+		run := u.Update
+		if rebuild {
+			run = u.Rebuild
+		}
+		if _, err := run(context.Background()); err != nil {
+			t.Fatalf("rebuild=%v while a reader holds its snapshot: %v", rebuild, err)
+		}
+	}
 }

@@ -1,23 +1,30 @@
-// Package marts refreshes the analytics marts (schema marts, created by
-// migrations/00010_marts.sql) from the loaded purchase lines.
+// Package marts keeps the analytics marts (schema marts, created by
+// migrations 00010 and 00011) up to date with the loaded purchase lines.
 //
-// Every aggregate mart is a materialized view. Refresh rebuilds them in
-// dependency order, CONCURRENTLY once populated so that dashboards keep
-// reading the previous version while a refresh runs. The load-health marts,
-// product_abc_xyz and client_rfm are plain views (over product_sales_12m and
-// client_rfm_scores) and need no refresh of their own.
+// The marts are small tables maintained for the days that changed, and
+// views over them. Every write of marketplace.day_loads queues its day in
+// marketplace.marts_queue, by trigger, in the day's own transaction. Update
+// drains that queue in one transaction: per-day tables are recomputed for
+// the queued days, per-client and per-month state is corrected by
+// subtracting the touched clients' old contribution and adding the new one,
+// and the global parts (RFM tercile thresholds, the ABC/XYZ period) are
+// derived from those small tables. A failure or a kill rolls all of it
+// back and leaves the queue as it was, so the next Update redoes it: the
+// marts are never left stale, whatever happened to a pass.
 package marts
 
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // Names lists the marts meant for dashboards and SQL users, qualified, in
@@ -35,214 +42,575 @@ var Names = []string{
 	"marts.load_rejections",
 }
 
-// view is one materialized view Refresh rebuilds.
-type view struct {
-	name string
-	// concurrent: refresh with CONCURRENTLY once populated, so readers are
-	// never blocked. The helpers are read by the refresh itself and are the
-	// largest; a plain refresh avoids diffing millions of rows.
-	concurrent bool
+// Helpers lists the internal relations the marts are built from, e.g. for
+// a check that they exist or a comparison of two databases.
+var Helpers = []string{
+	"marts.client_day",
+	"marts.client_first_purchase",
+	"marts.client_stats",
+	"marts.client_events",
+	"marts.cohort_activity",
+	"marts.product_day",
+	"marts.product_month",
+	"marts.monthly_products",
+	"marts.product_period",
+	"marts.product_sales_12m",
+	"marts.abc_xyz_period",
+	"marts.client_rfm_scores",
+	"marts.rfm_thresholds",
+	"marts.rfm_histogram",
 }
 
-// refreshOrder lists the materialized views, each after the ones it reads.
-var refreshOrder = []view{
-	{"marts.client_day", false},
-	{"marts.client_first_purchase", false},
-	{"marts.daily_sales", true},
-	{"marts.monthly_sales", true},
-	{"marts.sales_by_gender", true},
-	{"marts.sales_by_hour", true},
-	{"marts.client_activity_daily", true},
-	{"marts.product_sales_12m", true},
-	{"marts.client_rfm_scores", true},
-	{"marts.cohort_retention", true},
+// Tables are the tables Update writes; Rebuild empties them first.
+var Tables = []string{
+	"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.client_day",
+	"marts.client_stats", "marts.client_events", "marts.cohort_activity", "marts.product_day", "marts.product_month",
+	"marts.monthly_products", "marts.abc_xyz_period", "marts.product_period", "marts.rfm_thresholds",
+	"marts.rfm_histogram",
 }
 
-// MaterializedViews lists every materialized view Refresh rebuilds, in
-// refresh order (helpers included), e.g. for a check that they are populated.
-func MaterializedViews() []string {
-	out := make([]string, len(refreshOrder))
-	for i, v := range refreshOrder {
-		out[i] = v.name
+// DefaultLockTimeout bounds the wait for another process's marts update
+// when the caller sets none.
+const DefaultLockTimeout = 5 * time.Minute
+
+// Updater maintains the marts of one database.
+type Updater struct {
+	DB  *sqlx.DB
+	Log *slog.Logger
+	// LockTimeout bounds the wait for another process updating the marts
+	// (ETL_MARTS_LOCK_TIMEOUT); 0 means DefaultLockTimeout.
+	LockTimeout time.Duration
+}
+
+// Result is what one Update or Rebuild did.
+type Result struct {
+	Days     int           // distinct days brought up to date
+	Duration time.Duration // the whole transaction, lock wait included
+}
+
+// LockTimeoutError: another process held the marts lock for longer than
+// the lock timeout. The queued days stay queued.
+type LockTimeoutError struct{ Timeout time.Duration }
+
+func (e *LockTimeoutError) Error() string {
+	return fmt.Sprintf("another process has been updating the marts for longer than ETL_MARTS_LOCK_TIMEOUT (%s); the changed days stay queued for the next pass", e.Timeout)
+}
+
+// Refresh brings the marts up to date with the default lock timeout and
+// returns how long it took; see Updater.Update.
+func Refresh(ctx context.Context, db *sqlx.DB, log *slog.Logger) (time.Duration, error) {
+	res, err := (&Updater{DB: db, Log: log}).Update(ctx)
+	return res.Duration, err
+}
+
+// Update drains the queue of changed days: afterwards the marts reflect
+// every load committed before it started. It costs what the queued days
+// changed, not the size of the history, and nothing when the queue is empty.
+func (u *Updater) Update(ctx context.Context) (Result, error) {
+	return u.run(ctx, false)
+}
+
+// Rebuild recomputes every mart from all loaded lines, as if every day had
+// changed. It gives the same content as the incremental updates (the tests
+// check it) and is the remedy for lines written outside marketplace-etl.
+// Readers keep seeing the previous content until it commits.
+func (u *Updater) Rebuild(ctx context.Context) (Result, error) {
+	return u.run(ctx, true)
+}
+
+func (u *Updater) run(ctx context.Context, rebuild bool) (Result, error) {
+	start := time.Now()
+	what := "updating the marts"
+	if rebuild {
+		what = "rebuilding the marts"
 	}
+	conn, err := u.DB.Conn(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: getting a connection: %w", what, err)
+	}
+	defer conn.Close()
+	var started time.Time
+	if err := conn.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
+		return Result{}, fmt.Errorf("%s: reading the database clock: %w", what, err)
+	}
+	days, err := u.inTx(ctx, conn, rebuild)
+	res := Result{Days: days, Duration: time.Since(start)}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", what, err)
+		// Record the failure even when ctx is what failed.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if serr := setState(rctx, conn, "failed", started, err); serr != nil {
+			u.log().Warn("could not record the failed marts update", "err", serr)
+		}
+		return res, err
+	}
+	if days > 0 || rebuild {
+		u.log().Info("marts updated", "days", days, "rebuild", rebuild, "duration", res.Duration.Round(time.Millisecond))
+	}
+	return res, nil
+}
+
+func (u *Updater) log() *slog.Logger {
+	if u.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return u.Log
+}
+
+// inTx does the whole update in one transaction and returns the number of
+// days it brought up to date.
+func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, error) {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("beginning the transaction: %w", err)
+	}
+	defer tx.Rollback()
+	timeout := u.LockTimeout
+	if timeout <= 0 {
+		timeout = DefaultLockTimeout
+	}
+	// Every lock wait of the update is bounded by the lock timeout. The
+	// statements themselves are bounded by ctx: a rebuild over years of
+	// lines may legitimately outlast the loads' statement timeout.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '128MB'`,
+		timeout.Milliseconds())); err != nil {
+		return 0, fmt.Errorf("setting session limits: %w", err)
+	}
+	// A row lock needs UPDATE privilege on the table: the read-only role
+	// can neither take it nor hold it.
+	if _, err := tx.ExecContext(ctx, `SELECT id FROM marketplace.marts_lock FOR UPDATE`); err != nil {
+		var pe *pq.Error
+		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+			return 0, &LockTimeoutError{Timeout: timeout}
+		}
+		return 0, fmt.Errorf("taking the marts lock: %w", err)
+	}
+	if rebuild {
+		if err := clear(ctx, tx); err != nil {
+			return 0, err
+		}
+	}
+	days, err := drainQueue(ctx, tx, rebuild)
+	if err != nil {
+		return 0, err
+	}
+	if len(days) == 0 && !rebuild {
+		return 0, tx.Commit()
+	}
+	var fresh bool
+	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_day)`).Scan(&fresh); err != nil {
+		return 0, fmt.Errorf("reading the state of the marts: %w", err)
+	}
+	arg := pq.Array(days)
+	for _, s := range steps(fresh) {
+		t0 := time.Now()
+		for _, q := range s.sql {
+			var args []any
+			if strings.Contains(q, "$1") {
+				args = []any{arg}
+			}
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				return 0, fmt.Errorf("%s: %w", s.what, err)
+			}
+		}
+		u.log().Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
+	}
+	if err := updatePeriod(ctx, tx, days); err != nil {
+		return 0, err
+	}
+	if err := updateRFM(ctx, tx); err != nil {
+		return 0, err
+	}
+	var started time.Time
+	if err := tx.QueryRowContext(ctx, `SELECT now()`).Scan(&started); err != nil {
+		return 0, fmt.Errorf("reading the database clock: %w", err)
+	}
+	if err := setState(ctx, tx, "succeeded", started, nil); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("committing: %w", err)
+	}
+	return len(days), nil
+}
+
+// clear empties every mart table. DELETE, not TRUNCATE: TRUNCATE needs an
+// ACCESS EXCLUSIVE lock that any reader's long SELECT would hold up.
+func clear(ctx context.Context, tx *sql.Tx) error {
+	for _, t := range Tables {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
+			return fmt.Errorf("emptying %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// drainQueue takes the queued days out of the queue and returns them,
+// distinct and sorted. Only entries of committed loads are visible and
+// taken, so a load committing meanwhile stays queued for the next Update.
+// A rebuild takes every day that has a load state or lines.
+func drainQueue(ctx context.Context, tx *sql.Tx, rebuild bool) ([]string, error) {
+	q := `DELETE FROM marketplace.marts_queue RETURNING purchase_date::text`
+	if rebuild {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM marketplace.marts_queue`); err != nil {
+			return nil, fmt.Errorf("emptying the queue: %w", err)
+		}
+		// The recursive walk reads one index entry per distinct day, not
+		// every line.
+		q = `WITH RECURSIVE d AS (
+				SELECT min(purchase_date) AS day FROM marketplace.purchases
+				UNION ALL
+				SELECT (SELECT min(purchase_date) FROM marketplace.purchases WHERE purchase_date > d.day) FROM d WHERE d.day IS NOT NULL
+			)
+			SELECT day::text FROM d WHERE day IS NOT NULL
+			UNION SELECT purchase_date::text FROM marketplace.day_loads`
+	}
+	rows, err := tx.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("reading the queue of changed days: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var days []string
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return nil, fmt.Errorf("reading the queue of changed days: %w", err)
+		}
+		if !seen[d] {
+			seen[d] = true
+			days = append(days, d)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the queue of changed days: %w", err)
+	}
+	sort.Strings(days)
+	return days, nil
+}
+
+// step is one part of an update: statements run in order, those with a $1
+// get the array of changed days.
+type step struct {
+	what string
+	sql  []string
+}
+
+// clientEvents adds (sign 1) or subtracts (sign -1) the contribution of
+// the client_day rows of scope to client_events. Rolling distinct counts
+// without a self-join: a client is in the N-day window of day x when it
+// bought on some d in [x-N+1, x], i.e. x lies in [d, d+N). Each purchase
+// day adds the part of that interval not already covered by the client's
+// previous purchase day p: [max(d, p+N), d+N). The intervals of one client
+// are then disjoint, so a running sum of +1/-1 events counts distinct
+// clients exactly, and a client's events depend on its own days only.
+func clientEvents(sign, scope string) string {
+	return `INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
+		SELECT e.day, ` + sign + ` * sum(e.d7), ` + sign + ` * sum(e.d30), ` + sign + ` * sum(e.n)
+		FROM (SELECT cd.day, lag(cd.day) OVER (PARTITION BY cd.client_id ORDER BY cd.day) AS prev
+		      FROM ` + scope + `) c
+		CROSS JOIN LATERAL (VALUES
+			(greatest(c.day, c.prev + 7), 1, 0, (c.prev IS NULL)::int),
+			(c.day + 7, -1, 0, 0),
+			(greatest(c.day, c.prev + 30), 0, 1, 0),
+			(c.day + 30, 0, -1, 0)) AS e(day, d7, d30, n)
+		GROUP BY e.day
+		ON CONFLICT (day) DO UPDATE SET d7 = t.d7 + EXCLUDED.d7, d30 = t.d30 + EXCLUDED.d30,
+			new_clients = t.new_clients + EXCLUDED.new_clients`
+}
+
+// cohortActivity adds or subtracts the activity of the client_day rows of
+// scope to their clients' cohort (the month of their first purchase).
+func cohortActivity(sign, scope string) string {
+	return `INSERT INTO marts.cohort_activity AS t (cohort_month, activity_month, active_clients, revenue)
+		SELECT date_trunc('month', c.first_day)::date, c.month, ` + sign + ` * count(*), ` + sign + ` * sum(c.revenue)
+		FROM (SELECT cd.client_id, date_trunc('month', cd.day)::date AS month, sum(cd.revenue) AS revenue,
+		             min(min(cd.day)) OVER (PARTITION BY cd.client_id) AS first_day
+		      FROM ` + scope + ` GROUP BY 1, 2) c
+		GROUP BY 1, 2
+		ON CONFLICT (cohort_month, activity_month) DO UPDATE SET
+			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`
+}
+
+// rfmHistogram adds or subtracts the client_stats rows of scope to the
+// RFM histograms.
+func rfmHistogram(sign, scope string) string {
+	return `INSERT INTO marts.rfm_histogram AS t (measure, bucket, clients)
+		SELECT v.measure, v.bucket, ` + sign + ` * count(*)
+		FROM ` + scope + `
+		CROSS JOIN LATERAL (VALUES ('r', c.last_purchase_date - date '2000-01-01'), ('f', c.frequency::integer),
+			('m', c.m_bucket)) AS v(measure, bucket)
+		GROUP BY 1, 2
+		ON CONFLICT (measure, bucket) DO UPDATE SET clients = t.clients + EXCLUDED.clients`
+}
+
+// productMonth adds or subtracts the product_day rows of the changed days
+// to product_month.
+func productMonth(sign string) string {
+	return `INSERT INTO marts.product_month AS t (month, product_id, units, revenue)
+		SELECT date_trunc('month', day)::date, product_id, ` + sign + ` * sum(units), ` + sign + ` * sum(revenue)
+		FROM marts.product_day WHERE day = ANY($1::date[])
+		GROUP BY 1, 2
+		ON CONFLICT (month, product_id) DO UPDATE SET units = t.units + EXCLUDED.units, revenue = t.revenue + EXCLUDED.revenue`
+}
+
+// months of the changed days, for the per-month tables.
+const changedMonths = `(SELECT DISTINCT date_trunc('month', d)::date FROM unnest($1::date[]) AS d)`
+
+// steps lists the statements of an update. fresh: the client tables are
+// empty (first update, rebuild), so there is no old contribution to take
+// away and every client is new: the per-client work needs no list of
+// touched clients.
+func steps(fresh bool) []step {
+	days := "marts.client_day cd JOIN marts_touched USING (client_id)"
+	stats := "marts.client_stats c JOIN marts_touched USING (client_id)"
+	if fresh {
+		days, stats = "marts.client_day cd", "marts.client_stats c"
+	}
+	clientStats := []string{
+		`DELETE FROM marts.client_stats c USING marts_touched t WHERE c.client_id = t.client_id`,
+		`INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
+		SELECT cd.client_id, min(cd.day), max(cd.day), count(*), sum(cd.revenue), floor(400 * ln(1 + sum(cd.revenue)::float8))::integer
+		FROM ` + days + `
+		GROUP BY cd.client_id`,
+	}
+	var out []step
+	if fresh {
+		clientStats = clientStats[1:] // emptied below, no touched list
+		out = append(out, step{"emptying the client tables", []string{
+			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
+			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`,
+		}})
+	} else {
+		out = append(out,
+			// The touched clients are few (a day's buyers) next to all
+			// clients: each of their rows is fetched by index. The planner,
+			// costing random reads high, would rather hash-join whole tables.
+			step{"planning for few clients", []string{`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`}},
+			step{"finding the clients of the changed days", []string{
+				`CREATE TEMP TABLE marts_touched (client_id integer PRIMARY KEY) ON COMMIT DROP`,
+				`INSERT INTO marts_touched
+				SELECT client_id FROM marts.client_day WHERE day = ANY($1::date[])
+				UNION
+				SELECT client_id FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])`,
+				`ANALYZE marts_touched`,
+			}},
+			// The old contribution of the touched clients goes ...
+			step{"subtracting the old client events", []string{clientEvents("-1", days)}},
+			step{"subtracting the old cohort activity", []string{cohortActivity("-1", days)}},
+			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", stats)}},
+		)
+	}
+	out = append(out,
+		step{"replacing client_day", []string{
+			`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`,
+			`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
+			SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
+			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			GROUP BY 1, 2`,
+		}},
+		// ... and the new one comes in.
+		step{"adding the new client events", []string{clientEvents("1", days)}},
+		step{"adding the new cohort activity", []string{cohortActivity("1", days)}},
+		step{"recomputing client_stats", clientStats},
+		step{"adding the new RFM histograms", []string{rfmHistogram("1", stats)}},
+		step{"planning for whole tables", []string{`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`}},
+		step{"dropping empty cells", []string{
+			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
+			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
+			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
+		}},
+		step{"replacing daily_sales", []string{
+			`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`,
+			`WITH agg AS (
+				SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
+				       sum(quantity * price_per_item) AS gross_revenue, sum(quantity * discount_per_item) AS discount,
+				       count(DISTINCT client_id) AS clients, count(DISTINCT product_id) AS products
+				FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+				GROUP BY 1
+			)
+			INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
+			SELECT d.day, coalesce(a.lines, 0), coalesce(a.units, 0), coalesce(a.revenue, 0), coalesce(a.gross_revenue, 0),
+			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0), coalesce(a.products, 0),
+			       a.revenue / nullif(a.lines, 0)
+			FROM unnest($1::date[]) AS d(day)
+			LEFT JOIN agg a USING (day)
+			-- A day loaded with no lines is a real zero, not a gap: keep it.
+			WHERE a.day IS NOT NULL
+			   OR EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = d.day AND dl.status = 'loaded')`,
+		}},
+		step{"replacing sales_by_gender", []string{
+			`DELETE FROM marts.sales_by_gender WHERE day = ANY($1::date[])`,
+			`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
+			SELECT purchase_date, gender::text, count(*), sum(quantity)::bigint, sum(total_price), sum(quantity * price_per_item),
+			       sum(quantity * discount_per_item), count(DISTINCT client_id), sum(total_price) / count(*)
+			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			GROUP BY purchase_date, gender`,
+		}},
+		step{"replacing sales_by_hour", []string{
+			`DELETE FROM marts.sales_by_hour WHERE day = ANY($1::date[])`,
+			`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
+			SELECT purchase_date, (seconds_from_midnight / 3600)::smallint, count(*), sum(quantity)::bigint, sum(total_price),
+			       count(DISTINCT client_id)
+			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			GROUP BY purchase_date, seconds_from_midnight / 3600`,
+		}},
+		// The changed days' old product totals leave their months, the new
+		// ones come in.
+		step{"subtracting the old product days", []string{productMonth("-1")}},
+		step{"replacing product_day", []string{
+			`DELETE FROM marts.product_day WHERE day = ANY($1::date[])`,
+			`INSERT INTO marts.product_day (day, product_id, units, revenue)
+			SELECT purchase_date, product_id, sum(quantity), sum(total_price)
+			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			GROUP BY 1, 2`,
+		}},
+		step{"adding the new product days", []string{productMonth("1")}},
+		step{"updating monthly_products", []string{
+			`DELETE FROM marts.product_month WHERE month IN ` + changedMonths + ` AND units = 0`,
+			`DELETE FROM marts.monthly_products WHERE month IN ` + changedMonths,
+			`INSERT INTO marts.monthly_products (month, products)
+			SELECT month, count(*) FROM marts.product_month WHERE month IN ` + changedMonths + `
+			GROUP BY month`,
+		}},
+	)
 	return out
 }
 
-// lockKey is the session advisory lock that serializes refreshes across
-// processes ("martsrfs"). The loader's per-day locks use the two-int4 key
-// space, goose another bigint key.
-const lockKey int64 = 0x6d61727473726673
-
-// pollInterval is how often a waiting Refresh retries the lock.
-const pollInterval = time.Second
-
-// Refresh rebuilds every materialized mart in dependency order and returns
-// how long the rebuild took (0 when it was not needed).
-//
-// One refresh runs at a time across all processes. A caller that finds
-// another refresh running waits for it (it may have started before the
-// caller's lines were committed), then skips its own rebuild if a refresh
-// that started after the call has meanwhile succeeded: that one already saw
-// everything the caller loaded. Waiting ends with ctx.
-//
-// Refresh only reads schema marketplace; it writes schema marts alone. Each
-// view is refreshed in its own transaction: on an error the views already
-// refreshed stay refreshed, the failing one keeps its previous content, and
-// the error names the view.
-func Refresh(ctx context.Context, db *sqlx.DB, log *slog.Logger) (time.Duration, error) {
-	conn, err := db.Conn(ctx)
+// updatePeriod keeps the ABC/XYZ period: the trailing 12 complete calendar
+// months before the newest loaded day (its own month counts only when that
+// day is the month's last), never starting before the first complete month
+// of loaded data (months before the data began would look like months
+// without sales). The per-product totals are recomputed from product_month
+// only when the period moved or one of its months changed, i.e. about
+// once a month for daily passes.
+func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
+	var start, endExcl sql.NullString
+	var months, known int
+	err := tx.QueryRowContext(ctx, `
+		WITH b AS (
+			SELECT greatest((date_trunc('month', max(day) + 1) - interval '12 months')::date,
+			                (date_trunc('month', min(day) - 1) + interval '1 month')::date) AS s,
+			       date_trunc('month', max(day) + 1)::date AS e
+			FROM marts.daily_sales
+		)
+		SELECT b.s::text, b.e::text,
+		       coalesce((SELECT count(*) FROM generate_series(b.s, b.e - 1, interval '1 month')), 0),
+		       (SELECT count(DISTINCT date_trunc('month', day)) FROM marts.daily_sales WHERE day >= b.s AND day < b.e)
+		FROM b`).Scan(&start, &endExcl, &months, &known)
 	if err != nil {
-		return 0, fmt.Errorf("marts refresh: getting a connection: %w", err)
+		return fmt.Errorf("computing the ABC/XYZ period: %w", err)
 	}
-	defer conn.Close()
+	if !start.Valid || months == 0 {
+		// Less than one complete month of data: no period yet.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM marts.abc_xyz_period; DELETE FROM marts.product_period`); err != nil {
+			return fmt.Errorf("clearing the ABC/XYZ period: %w", err)
+		}
+		return nil
+	}
+	var same bool
+	err = tx.QueryRowContext(ctx, `
+		SELECT EXISTS (SELECT FROM marts.abc_xyz_period WHERE period_start = $1::date AND period_end = $2::date - 1 AND months_known = $3)
+		   AND NOT EXISTS (SELECT FROM unnest($4::date[]) d WHERE d >= $1::date AND d < $2::date)`,
+		start.String, endExcl.String, known, pq.Array(days)).Scan(&same)
+	if err != nil {
+		return fmt.Errorf("comparing the ABC/XYZ period: %w", err)
+	}
+	if same {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO marts.abc_xyz_period (id, period_start, period_end, months, months_known)
+		VALUES (true, $1::date, $2::date - 1, $3, $4)
+		ON CONFLICT (id) DO UPDATE SET period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
+			months = EXCLUDED.months, months_known = EXCLUDED.months_known`, start.String, endExcl.String, months, known); err != nil {
+		return fmt.Errorf("recording the ABC/XYZ period: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM marts.product_period`); err != nil {
+		return fmt.Errorf("clearing the ABC/XYZ period totals: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO marts.product_period (product_id, revenue, units, units_sq)
+		SELECT product_id, sum(revenue), sum(units), sum(units::numeric * units)
+		FROM marts.product_month WHERE month >= $1::date AND month < $2::date
+		GROUP BY product_id`, start.String, endExcl.String); err != nil {
+		return fmt.Errorf("recomputing the ABC/XYZ period totals: %w", err)
+	}
+	return nil
+}
 
-	var called time.Time
-	if err := conn.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&called); err != nil {
-		return 0, fmt.Errorf("marts refresh: reading the database clock: %w", err)
+// updateRFM recomputes the tercile boundaries. A score is
+// 1 + floor(3 * clients strictly worse / clients), so it is at least 2
+// exactly when the value is above the ceil(n/3)-th smallest value of all
+// clients, and 3 above the ceil(2n/3)-th. The histograms find those values
+// without ranking every client (monetary: the bucket from the histogram,
+// the value from the few clients in it), and the scores of clients who did
+// not buy follow the new boundaries live, in client_rfm_scores.
+func updateRFM(ctx context.Context, tx *sql.Tx) error {
+	var n int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(clients), 0)::bigint FROM marts.rfm_histogram WHERE measure = 'r'`).Scan(&n); err != nil {
+		return fmt.Errorf("counting clients: %w", err)
 	}
-	if err := acquire(ctx, conn, log); err != nil {
-		return 0, err
+	if n == 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM marts.rfm_thresholds`); err != nil {
+			return fmt.Errorf("clearing the RFM thresholds: %w", err)
+		}
+		return nil
 	}
-	defer release(conn, log)
-
-	var last sql.NullTime
-	err = conn.QueryRowContext(ctx, `SELECT started_at FROM marts.refresh_state WHERE mart = 'all' AND status = 'succeeded'`).Scan(&last)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("marts refresh: reading marts.refresh_state: %w", err)
-	}
-	if last.Valid && last.Time.After(called) {
-		log.Info("marts are already fresh: a refresh started after this call succeeded", "refresh_started_at", last.Time)
-		return 0, nil
-	}
-
-	start := time.Now()
-	var started time.Time
-	if err := conn.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
-		return 0, fmt.Errorf("marts refresh: reading the database clock: %w", err)
-	}
-	if err := setState(ctx, conn, "all", "running", started, 0, nil); err != nil {
-		return 0, err
-	}
-	for _, v := range refreshOrder {
-		if err := refreshView(ctx, conn, v, log); err != nil {
-			err = fmt.Errorf("refreshing %s: %w", v.name, err)
-			// Record the failure even when ctx is what failed.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			if serr := setState(rctx, conn, "all", "failed", started, time.Since(start), err); serr != nil {
-				log.Warn("could not record the failed marts refresh", "err", serr)
+	var b [3][2]int64 // r, f, m bucket at the two boundaries
+	var m [2]string
+	for i, measure := range []string{"r", "f", "m"} {
+		for j, k := range []int64{(n+2)/3 - 1, (2*n+2)/3 - 1} { // 0-based positions
+			var before int64
+			err := tx.QueryRowContext(ctx, `
+				SELECT bucket, upto - clients FROM (
+					SELECT bucket, clients, sum(clients) OVER (ORDER BY bucket) AS upto
+					FROM marts.rfm_histogram WHERE measure = $1) h
+				WHERE upto > $2 ORDER BY bucket LIMIT 1`, measure, k).Scan(&b[i][j], &before)
+			if err != nil {
+				return fmt.Errorf("finding the %s tercile boundary: %w", measure, err)
 			}
-			cancel()
-			return time.Since(start), err
+			if measure == "m" {
+				err := tx.QueryRowContext(ctx, `SELECT monetary::text FROM marts.client_stats WHERE m_bucket = $1
+					ORDER BY monetary OFFSET $2 LIMIT 1`, b[i][j], k-before).Scan(&m[j])
+				if err != nil {
+					return fmt.Errorf("finding the monetary tercile boundary: %w", err)
+				}
+			}
 		}
 	}
-	took := time.Since(start)
-	if err := setState(ctx, conn, "all", "succeeded", started, took, nil); err != nil {
-		return took, err
-	}
-	log.Info("refreshed marts", "views", len(refreshOrder), "duration", took.Round(time.Millisecond))
-	return took, nil
-}
-
-// acquire takes the refresh lock, polling so that waiting obeys ctx and no
-// statement_timeout of the pool's sessions can cut the wait short.
-func acquire(ctx context.Context, conn *sql.Conn, log *slog.Logger) error {
-	waiting := false
-	for {
-		var ok bool
-		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey).Scan(&ok); err != nil {
-			return fmt.Errorf("marts refresh: taking the refresh lock: %w", err)
-		}
-		if ok {
-			return nil
-		}
-		if !waiting {
-			log.Info("another process is refreshing the marts; waiting for it")
-			waiting = true
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("marts refresh: waiting for another refresh to finish: %w", ctx.Err())
-		case <-time.After(pollInterval):
-		}
-	}
-}
-
-// release drops the refresh lock. If that fails the connection is discarded
-// instead of going back to the pool: closing the session frees the lock.
-func release(conn *sql.Conn, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, lockKey); err != nil {
-		log.Warn("could not release the marts refresh lock; closing the connection", "err", err)
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-	}
-}
-
-func refreshView(ctx context.Context, conn *sql.Conn, v view, log *slog.Logger) error {
-	var populated bool
-	err := conn.QueryRowContext(ctx, `SELECT ispopulated FROM pg_matviews WHERE schemaname || '.' || matviewname = $1`, v.name).Scan(&populated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return errors.New("the materialized view does not exist (migrations not applied?)")
-	}
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO marts.rfm_thresholds (id, clients, r_2, r_3, f_2, f_3, m_2, m_3)
+		VALUES (true, $1, date '2000-01-01' + $2::integer, date '2000-01-01' + $3::integer, $4, $5, $6::numeric, $7::numeric)
+		ON CONFLICT (id) DO UPDATE SET clients = EXCLUDED.clients, r_2 = EXCLUDED.r_2, r_3 = EXCLUDED.r_3,
+			f_2 = EXCLUDED.f_2, f_3 = EXCLUDED.f_3, m_2 = EXCLUDED.m_2, m_3 = EXCLUDED.m_3`,
+		n, b[0][0], b[0][1], b[1][0], b[1][1], m[0], m[1])
 	if err != nil {
-		return fmt.Errorf("reading its state: %w", err)
+		return fmt.Errorf("recording the RFM thresholds: %w", err)
 	}
-	stmt := "REFRESH MATERIALIZED VIEW " + v.name
-	// CONCURRENTLY is refused on a view never populated.
-	if v.concurrent && populated {
-		stmt = "REFRESH MATERIALIZED VIEW CONCURRENTLY " + v.name
-	}
-
-	var started time.Time
-	if err := conn.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
-		return fmt.Errorf("reading the database clock: %w", err)
-	}
-	t0 := time.Now()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("beginning the transaction: %w", err)
-	}
-	defer tx.Rollback()
-	// A rebuild over years of lines legitimately outlasts the statement
-	// timeout meant for loads; ctx still bounds it. More work_mem keeps the
-	// distinct counts and sorts in memory.
-	if _, err := tx.ExecContext(ctx, `SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '128MB'`); err != nil {
-		return fmt.Errorf("setting session limits: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, stmt); err != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = tx.Rollback()
-		if serr := setState(rctx, conn, v.name, "failed", started, time.Since(t0), err); serr != nil {
-			log.Warn("could not record the failed refresh", "view", v.name, "err", serr)
-		}
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", err)
-	}
-	took := time.Since(t0)
-	log.Debug("refreshed materialized view", "view", v.name, "concurrently", v.concurrent && populated, "duration", took.Round(time.Millisecond))
-	return setState(ctx, conn, v.name, "succeeded", started, took, nil)
+	return nil
 }
 
-// setState records a refresh outcome in marts.refresh_state.
-func setState(ctx context.Context, conn *sql.Conn, mart, status string, started time.Time, took time.Duration, failure error) error {
-	var finished, ms, msg any
-	if status != "running" {
-		finished, ms = time.Now(), took.Milliseconds()
-	}
+// execer is a connection or a transaction.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// setState records the outcome of an update in marts.refresh_state.
+func setState(ctx context.Context, db execer, status string, started time.Time, failure error) error {
+	var msg any
 	if failure != nil {
 		msg = failure.Error()
 	}
-	_, err := conn.ExecContext(ctx, `
+	_, err := db.ExecContext(ctx, `
 		INSERT INTO marts.refresh_state (mart, status, started_at, finished_at, duration_ms, error)
-		VALUES ($1, $2, $3, CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE clock_timestamp() END, $5, $6)
+		VALUES ('all', $1, $2, clock_timestamp(), (extract(epoch FROM clock_timestamp() - $2::timestamptz) * 1000)::bigint, $3)
 		ON CONFLICT (mart) DO UPDATE SET status = EXCLUDED.status, started_at = EXCLUDED.started_at,
 			finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms, error = EXCLUDED.error`,
-		mart, status, started, finished, ms, msg)
+		status, started, msg)
 	if err != nil {
-		return fmt.Errorf("recording the refresh of %s in marts.refresh_state: %w", mart, err)
+		return fmt.Errorf("recording the marts update in marts.refresh_state: %w", err)
 	}
 	return nil
 }

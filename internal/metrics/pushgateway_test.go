@@ -16,11 +16,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/pgtest"
 )
@@ -57,25 +60,48 @@ func TestMain(m *testing.M) {
 // pass without the real gateway.
 func startPushgateway(t *testing.T) string {
 	t.Helper()
-	path := toolPath(t, "pushgateway", "prometheus-pushgateway") // Debian names it prometheus-pushgateway
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	var logs bytes.Buffer
 	// An empty --persistence.file keeps the state in memory, dying with the
 	// process: Debian's build defaults to a file that would carry groups
 	// over from one run to the next.
-	cmd := exec.Command(path, "--web.listen-address="+addr, "--log.level=warn", "--persistence.file=")
+	url, _ := runPushgateway(t, addr, "--persistence.file=")
+	return url
+}
+
+// runPushgateway starts a Pushgateway listening on addr with extra flags,
+// waits until it is ready, and returns its URL and a stop function
+// (SIGTERM, as Kubernetes stops a pod, then wait). Pass a
+// --persistence.file: Debian's build has a default one.
+func runPushgateway(t *testing.T, addr string, args ...string) (string, func()) {
+	t.Helper()
+	path := toolPath(t, "pushgateway", "prometheus-pushgateway") // Debian names it prometheus-pushgateway
+	var logs syncBuffer
+	cmd := exec.Command(path, append([]string{"--web.listen-address=" + addr, "--log.level=warn"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", path, err)
 	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		stop()
 		if t.Failed() {
 			t.Logf("pushgateway log:\n%s", logs.String())
 		}
@@ -87,13 +113,46 @@ func startPushgateway(t *testing.T) string {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return url
+				return url, stop
 			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the pushgateway at %s is not ready after 15 s: %v\n%s", url, err, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The chart runs the Pushgateway with --persistence.file: the last success
+// and a backfill shard's failure survive a restart, and so do the alerts
+// on them (without it, MarketplaceETLNoRecentSuccess would go silent).
+func TestPushgatewayPersistenceSurvivesRestart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	file := filepath.Join(t.TempDir(), "pushgateway.db")
+	gw, stop := runPushgateway(t, addr, "--persistence.file="+file, "--persistence.interval=1m")
+	grouping := map[string]string{"release": "mp", "namespace": "etl"}
+	r, err := New(Options{URL: gw, Job: "marketplace_etl", Grouping: grouping, Run: etl.Run{Mode: "run", ShardCount: 1},
+		ExitCode: exitCode, ProgressInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Finish(aPass(r), nil, time.Now())
+	runGroup := map[string]string{"job": "marketplace_etl", "mode": "run", "release": "mp", "namespace": "etl"}
+	success := value(t, scrape(t, gw), "marketplace_etl_last_success_timestamp_seconds", runGroup)
+
+	stop() // the file is written on shutdown, well before the interval
+	gw, _ = runPushgateway(t, addr, "--persistence.file="+file, "--persistence.interval=1m")
+	f := scrape(t, gw)
+	if got := value(t, f, "marketplace_etl_last_success_timestamp_seconds", runGroup); got != success {
+		t.Errorf("after a restart the last success is %v, want %v", got, success)
+	}
+	if got := value(t, f, "marketplace_etl_newest_loaded_date_timestamp_seconds", runGroup); got != float64(day("2023-01-02").Unix()) {
+		t.Errorf("after a restart the newest loaded day is %v", got)
 	}
 }
 

@@ -21,7 +21,7 @@ type Recorder interface {
 	MartsRefreshed(d time.Duration, err error)
 }
 
-// Refresher refreshes the marts after data changed.
+// Refresher brings the marts up to date with every committed load.
 type Refresher func(ctx context.Context) (time.Duration, error)
 
 // Settings tune a pass.
@@ -126,14 +126,15 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 			break
 		}
 	}
-	if res.Totals.DaysLoaded > 0 && p.Refresh != nil && fatal == nil {
+	// Every pass brings the marts up to date, even one that loaded nothing:
+	// days an earlier pass changed but could not carry into the marts
+	// (killed, marts failure) are still queued, and this heals them.
+	if p.Refresh != nil && fatal == nil {
 		d, err := p.Refresh(ctx)
 		p.Recorder.MartsRefreshed(d, err)
 		if err != nil {
 			res.MartsErr = err
-			p.Log.Error("refreshing the marts failed; the loaded data is kept", "err", err)
-		} else {
-			p.Log.Info("marts refreshed", "duration", d.Round(time.Millisecond))
+			p.Log.Error("updating the marts failed; the loaded data is kept and the changed days stay queued for the next pass", "err", err)
 		}
 	}
 	return res, fatal

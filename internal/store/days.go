@@ -81,7 +81,7 @@ type DayTx struct {
 // the day, bookkeeping, commit. The rest of a load is the API and parsing.
 func (d *DayTx) DBTime() time.Duration { return d.dbTime }
 
-// BeginDay opens the transaction for date, takes the per-date advisory lock
+// BeginDay opens the transaction for date, takes the per-date row lock
 // (a concurrent loader of the same day waits for this one to finish) and
 // reads the day's state as it is once the lock is held.
 func (s *Store) BeginDay(ctx context.Context, date time.Time, runID int64) (*DayTx, error) {
@@ -104,7 +104,11 @@ func (s *Store) BeginDay(ctx context.Context, date time.Time, runID int64) (*Day
 		d.Rollback()
 		return nil, fmt.Errorf("%s for %s: %w", what, d.date, err)
 	}
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, dayLockKey, date.Unix()/86400); err != nil {
+	// A row lock on the day in a bookkeeping table: unlike an advisory
+	// lock, a role without UPDATE privilege there (the read-only one)
+	// cannot take it and so cannot hold up loads.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO marketplace.day_locks (purchase_date) VALUES ($1)
+		ON CONFLICT (purchase_date) DO UPDATE SET purchase_date = EXCLUDED.purchase_date`, d.date); err != nil {
 		return fail("waiting for the day's lock", err)
 	}
 	var st DayState
@@ -119,9 +123,6 @@ func (s *Store) BeginDay(ctx context.Context, date time.Time, runID int64) (*Day
 	}
 	return d, nil
 }
-
-// dayLockKey namespaces the per-date advisory locks (first key of the pair).
-const dayLockKey = 0x6d6b74 // "mkt"
 
 func (d *DayTx) timed(start time.Time) { d.dbTime += time.Since(start) }
 
