@@ -113,9 +113,12 @@ kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted \
   pod-security.kubernetes.io/warn=restricted >/dev/null
 
 log "1. the default chart, every option on, passes server-side validation (Pod Security restricted)"
+# a Pod is admitted only when its ServiceAccount exists: a stand-in for the dry run
+k create serviceaccount "$fullname" --save-config >/dev/null
 "$helm" template "$release" "$chart" -n "$ns" --set mockApi.enabled=true --set pushgateway.enabled=true \
   --set networkPolicy.enabled=true --set metabase.ingress.enabled=true --set metabase.setup.useHelmHooks=true |
-  k create --dry-run=server -f - >/dev/null || fail "the default chart was rejected by the API server"
+  k apply --dry-run=server -f - >/dev/null || fail "the default chart was rejected by the API server"
+k delete serviceaccount "$fullname" >/dev/null
 
 k create secret generic e2e-db --from-literal=password=etl-e2e --from-literal=readonly-password=ro-e2e \
   --from-literal=metabase-password=mb-e2e >/dev/null
@@ -125,7 +128,7 @@ values=(--set image.tag=e2e --set postgresql.enabled=false --set metabase.enable
   --set externalDatabase.database=warehouse --set externalDatabase.username=etl
   --set externalDatabase.readonlyUsername=etl_readonly --set externalDatabase.sslmode=disable
   --set externalDatabase.existingSecret=e2e-db --set etl.apiUrl="http://127.0.0.1:$api_port/data"
-  --set etl.logFormat=text --set etl.httpRetries=1 --set daily.catchupDays=3
+  --set etl.logFormat=text --set etl.httpRetries=1 --set etl.catchupDays=3
   --set backfill.shards=3 --set backfill.parallelism=3)
 
 log "2. helm install on an empty database (the migrate hook runs), then helm test"

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +60,7 @@ func TestHostileUpstreamsAreBounded(t *testing.T) {
 		{"an HTML page after the array", marketplace.SimConfig{TrailingData: "<html><body>oops</body></html>"}, nil, "failed", "after the closing bracket"},
 		{"a second array after the first", marketplace.SimConfig{TrailingData: `[{"client_id": 1}]`}, nil, "failed", "after the closing bracket"},
 		{"a long 503 page in Russian", marketplace.SimConfig{ErrorRate: 1, ErrorBody: russian503}, nil, "failed", "Сервис временно недоступен"},
+		{"a body trickling a byte every 20 ms", marketplace.SimConfig{TrickleEvery: 20 * time.Millisecond}, []string{"ETL_HTTP_TIMEOUT=1s", "ETL_HTTP_BODY_TIMEOUT=1s"}, "failed", "ETL_HTTP_BODY_TIMEOUT"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
@@ -88,5 +92,73 @@ func TestHostileUpstreamsAreBounded(t *testing.T) {
 				t.Fatalf("runs %q: none may be left running", got)
 			}
 		})
+	}
+}
+
+// TestCheckRefusesAReadOnlyDatabase: check used to report everything fine
+// on a database that refuses writes.
+func TestCheckRefusesAReadOnlyDatabase(t *testing.T) {
+	e := newEnv(t, marketplace.SimConfig{RowsPerDay: 10})
+	e.mustRun("migrate", "up")
+	if _, err := e.db.Exec(`DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$`); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr := e.run(nil, "check")
+	if code != 1 || !strings.Contains(lastLine(stderr), "does not accept writes") {
+		t.Fatalf("exit %d, want 1 saying the database does not accept writes\n%s", code, stderr)
+	}
+}
+
+// TestShutdownBudgetBoundsThePushAfterSigterm: with PUSHGATEWAY_TIMEOUT=1h
+// and a gateway that never answers, the process still ends within
+// ETL_SHUTDOWN_GRACE of SIGTERM (it stayed 40 s).
+func TestShutdownBudgetBoundsThePushAfterSigterm(t *testing.T) {
+	var requests atomic.Int32
+	release := make(chan struct{})
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			return // the push at the start goes through; the next ones hang
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer gw.Close()
+	defer close(release)
+	e := newEnv(t, marketplace.SimConfig{RowsPerDay: 2000, TruncateRate: 1, StallAfter: time.Minute})
+	stderr, took, err := e.sigtermMidDay(30*time.Second, []string{"ETL_HTTP_TIMEOUT=1m", "PUSHGATEWAY_URL=" + gw.URL, "PUSHGATEWAY_TIMEOUT=1h", "ETL_SHUTDOWN_GRACE=2s"}, "run", "--date", "2023-07-03")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v after %s, want 1 within the budget\n%s", err, took, stderr)
+	}
+	if got := e.scalar(`SELECT status FROM marketplace.etl_runs`); got != "failed" {
+		t.Fatalf("run status %s, want failed", got)
+	}
+	t.Logf("SIGTERM to exit with a hanging Pushgateway: %s", took.Round(time.Millisecond))
+}
+
+// sigtermMidDay runs the binary until it is in the middle of a day, sends
+// SIGTERM and waits up to limit for it to end (then kills it). It returns
+// stderr, the time from the signal to the end, and cmd.Wait's error.
+func (e *env) sigtermMidDay(limit time.Duration, extraEnv []string, args ...string) (string, time.Duration, error) {
+	e.t.Helper()
+	cmd := e.command(extraEnv, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitForRequest(e.t)
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return stderr.String(), time.Since(start), err
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		err := <-done
+		return stderr.String(), time.Since(start), fmt.Errorf("still running %s after SIGTERM, killed: %w", limit, err)
 	}
 }

@@ -740,27 +740,9 @@ func TestSigtermPushesMetrics(t *testing.T) {
 	}))
 	defer gw.Close()
 	e := newEnv(t, marketplace.SimConfig{RowsPerDay: 2000, TruncateRate: 1, StallAfter: time.Minute})
-	cmd := e.command([]string{"ETL_HTTP_TIMEOUT=1m", "PUSHGATEWAY_URL=" + gw.URL}, "run", "--date", "2023-07-02")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e.waitForRequest(t)
-	start := time.Now()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(25 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("SIGTERM did not end the pass within 25s\n%s", stderr.String())
-	}
-	took := time.Since(start)
+	stderr, took, err := e.sigtermMidDay(25*time.Second, []string{"ETL_HTTP_TIMEOUT=1m", "PUSHGATEWAY_URL=" + gw.URL}, "run", "--date", "2023-07-02")
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("exit %v, want 1\n%s", err, stderr.String())
+		t.Fatalf("exit %v, want 1\n%s", err, stderr)
 	}
 	if got := e.scalar(`SELECT count(*) FROM marketplace.purchases`); got != "0" {
 		t.Fatalf("%s lines of the interrupted day were committed", got)

@@ -12,10 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // version is stamped at build time with -ldflags.
@@ -84,11 +86,12 @@ func Main(args []string) int {
 	return run(args, os.Stdout, os.Stderr)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ExitUsage
 	}
+	defer recoverCrash(stderr, args[0], &code)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cmd, rest := args[0], args[1:]
@@ -123,11 +126,47 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
 	}
-	code := exitCode(err)
+	code = exitCode(err)
 	if !errors.As(err, new(loggedError)) {
 		reportFailure(stderr, cmd, code, err)
 	}
 	return code
+}
+
+// panicError is a recovered panic with the stack where it happened.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func newPanicError(p any) *panicError { return &panicError{value: p, stack: debug.Stack()} }
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// recoverCrash, deferred, turns a panic into a logged stack trace and the
+// retryable exit code: a crash is a bug, not a configuration error, and
+// Go's own exit code for a panic, 2, would tell Kubernetes not to retry.
+func recoverCrash(stderr io.Writer, cmd string, code *int) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	pe, ok := p.(*panicError)
+	if !ok {
+		pe = newPanicError(p)
+	}
+	reportPanic(stderr, cmd, pe)
+	*code = ExitRetryable
+}
+
+// reportPanic logs a crash with its stack trace, as JSON when the logs are.
+func reportPanic(stderr io.Writer, cmd string, pe *panicError) {
+	if logFormat(stderr, os.Getenv("LOG_FORMAT")) == "json" {
+		newLogger(stderr, "error", "json").Error("command crashed", "command", cmd, "exit_code", ExitRetryable,
+			"err", pe.Error(), "stack", string(pe.stack))
+		return
+	}
+	fmt.Fprintf(stderr, "marketplace-etl %s: %s (a bug; exit %d)\n%s", cmd, pe.Error(), ExitRetryable, pe.stack)
 }
 
 // reportFailure writes the last line of a failed command: a JSON log line
@@ -215,7 +254,7 @@ var flagErrorForms = []struct {
 }
 
 func flagError(err error) string {
-	msg := config.Redact(err.Error())
+	msg := redact.String(err.Error())
 	for _, f := range flagErrorForms {
 		if f.re.MatchString(msg) {
 			msg = f.re.ReplaceAllString(msg, f.repl)

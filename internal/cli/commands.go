@@ -15,6 +15,7 @@ import (
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/metabase"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 func migrateCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -70,7 +71,7 @@ func checkCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "ok   configuration (timezone %s, API %s)\n", cfg.TimezoneName, cfg.APIURL)
+	fmt.Fprintf(stdout, "ok   configuration (timezone %s, API %s)\n", cfg.TimezoneName, redact.String(cfg.APIURL))
 	log := newLogger(io.Discard, cfg.LogLevel, cfg.LogFormat)
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -86,7 +87,11 @@ func checkCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("database schema is at version %d, this binary needs %d: run 'marketplace-etl migrate up'", cur, latest)
 	}
 	fmt.Fprintf(stdout, "ok   schema version %d\n", cur)
-	api, err := marketplace.NewClient(cfg.APIURL, marketplace.Limits{Timeout: cfg.HTTPTimeout}, nil)
+	if err := st.CheckWritable(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "ok   database accepts writes")
+	api, err := marketplace.NewClient(cfg.APIURL, apiLimits(cfg), nil)
 	if err != nil {
 		return err
 	}

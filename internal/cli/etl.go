@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
 	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/marketplace"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 	"github.com/marketplace-etl/marketplace-etl/internal/store"
 )
 
@@ -117,14 +120,17 @@ func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Pl
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("mode", run.Mode)
 	started := time.Now()
-	rec, err := newRecorder(cfg, run, log)
+	final, stopFinal := afterCancel(ctx, cfg.ShutdownGrace)
+	defer stopFinal()
+	defer exitAfterGrace(ctx, cfg.ShutdownGrace, log)()
+	rec, err := newRecorder(cfg, run, log, final)
 	if err != nil {
 		return err
 	}
 	log.Info("pass starting", "version", version, "from", run.From.Format(time.DateOnly), "to", run.To.Format(time.DateOnly),
-		"days", len(plan.Days), "shard", fmt.Sprintf("%d/%d", run.ShardIndex, run.ShardCount), "api", cfg.APIURL,
-		"database", config.Redact(cfg.DatabaseURL))
-	res, err := execute(ctx, cfg, run, plan, rec, log, term)
+		"days", len(plan.Days), "shard", fmt.Sprintf("%d/%d", run.ShardIndex, run.ShardCount), "api", redact.String(cfg.APIURL),
+		"database", redact.String(cfg.DatabaseURL))
+	res, err := execute(ctx, final, cfg, run, plan, rec, log, term)
 	code := ExitOK
 	switch {
 	case err != nil:
@@ -151,8 +157,9 @@ func pass(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Pl
 	return nil
 }
 
-func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline.Plan, rec recorder, log *slog.Logger, term *terminal) (etl.Result, error) {
-	var res etl.Result
+// execute runs the pass; final is the context of the bookkeeping that
+// must still happen once ctx is cancelled (see afterCancel).
+func execute(ctx, final context.Context, cfg *config.Config, run etl.Run, plan pipeline.Plan, rec recorder, log *slog.Logger, term *terminal) (res etl.Result, err error) {
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return res, err
@@ -161,7 +168,7 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 	if err := prepareSchema(ctx, cfg, st); err != nil {
 		return res, err
 	}
-	api, err := marketplace.NewClient(cfg.APIURL, marketplace.Limits{Timeout: cfg.HTTPTimeout}, rec)
+	api, err := marketplace.NewClient(cfg.APIURL, apiLimits(cfg), rec)
 	if err != nil {
 		return res, &exitError{ExitUsage, err}
 	}
@@ -169,6 +176,18 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 	if err != nil {
 		return res, err
 	}
+	defer func() {
+		// A crash must not leave the run "running" either.
+		if p := recover(); p != nil {
+			pe := newPanicError(p)
+			finishCtx, cancel := context.WithTimeout(final, 10*time.Second)
+			defer cancel()
+			if err := st.FinishRun(finishCtx, runID, res.Totals, pe); err != nil {
+				log.Warn("could not record the end of the run", "err", err)
+			}
+			panic(pe)
+		}
+	}()
 	p := &pipeline.Pipeline{
 		Store: pipeline.DBStore(st), API: pipeline.APISource(api), Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, cfg, log),
 		Settings: pipeline.Settings{MaxRejectRatio: cfg.MaxRejectRatio, Retries: cfg.HTTPRetries, Backoff: cfg.HTTPBackoff, MaxBackoff: cfg.HTTPMaxBackoff},
@@ -178,7 +197,7 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 		p.Progress.Bar = term
 	}
 	res, runErr := p.Execute(ctx, runID, plan)
-	if newest, err := st.LatestLoadedDay(context.WithoutCancel(ctx)); err == nil {
+	if newest, err := st.LatestLoadedDay(final); err == nil {
 		res.NewestLoaded = newest
 	}
 	outcome := runErr
@@ -190,7 +209,7 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 		outcome = fmt.Errorf("updating the marts: %w", res.MartsErr)
 	}
 	// Record the end even when interrupted: the run's row must not stay "running".
-	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	finishCtx, cancel := context.WithTimeout(final, 10*time.Second)
 	defer cancel()
 	if err := st.FinishRun(finishCtx, runID, res.Totals, outcome); err != nil {
 		log.Warn("could not record the end of the run", "err", err)
@@ -199,7 +218,44 @@ func execute(ctx context.Context, cfg *config.Config, run etl.Run, plan pipeline
 }
 
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.Store, error) {
-	return store.Open(ctx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.StatementTimeout, LockTimeout: cfg.LockTimeout, Location: cfg.Location}, log)
+	return store.Open(ctx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.StatementTimeout, LockTimeout: cfg.LockTimeout,
+		// A day's transaction waits on the API's body at most that long.
+		IdleInTransactionTimeout: cfg.HTTPBodyTimeout + time.Minute, Location: cfg.Location}, log)
+}
+
+func apiLimits(cfg *config.Config) marketplace.Limits {
+	return marketplace.Limits{Timeout: cfg.HTTPTimeout, BodyTimeout: cfg.HTTPBodyTimeout, MaxLineBytes: cfg.MaxLineBytes, MaxBodyBytes: cfg.MaxBodyBytes}
+}
+
+// afterCancel is the context of what still runs once ctx is cancelled by
+// SIGTERM (recording the run's end, the metrics push): it outlives ctx by
+// grace (ETL_SHUTDOWN_GRACE), shared by all those steps, so that together
+// they end before Kubernetes kills the pod.
+func afterCancel(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	final, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return final, func() { stop(); cancel() }
+}
+
+// exitAfterGrace ends the process once ctx has been cancelled for grace
+// and the pass has not returned: a step stuck where no context reaches
+// (a frozen database answers within twice its statement timeout, which
+// may be longer than the pod's grace period). It returns the function
+// that disarms it.
+func exitAfterGrace(ctx context.Context, grace time.Duration, log *slog.Logger) func() {
+	var timer atomic.Pointer[time.Timer]
+	stop := context.AfterFunc(ctx, func() {
+		timer.Store(time.AfterFunc(grace+time.Second, func() {
+			log.Error("the shutdown budget is spent; exiting without waiting for the pass", "grace", grace, "exit_code", ExitRetryable)
+			os.Exit(ExitRetryable)
+		}))
+	})
+	return func() {
+		stop()
+		if t := timer.Load(); t != nil {
+			t.Stop()
+		}
+	}
 }
 
 // prepareSchema migrates, or checks the schema is current when migrations

@@ -7,6 +7,7 @@ import (
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
 	"github.com/marketplace-etl/marketplace-etl/internal/pipeline"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // Typed flag values: each refuses a bad value while the command line is
@@ -71,7 +72,7 @@ func (f urlFlag) String() string {
 	if f.p == nil {
 		return ""
 	}
-	return config.Redact(*f.p) // --help shows it as the default
+	return redact.String(*f.p) // --help shows it as the default
 }
 
 // notFlag is a boolean flag that stores its negation in *p: --no-migrate

@@ -29,7 +29,7 @@ func (nopRecorder) Finish(etl.Result, error, time.Time) {}
 
 // newRecorder pushes the pass's metrics to the Pushgateway when
 // PUSHGATEWAY_URL is set.
-func newRecorder(cfg *config.Config, run etl.Run, log *slog.Logger) (recorder, error) {
+func newRecorder(cfg *config.Config, run etl.Run, log *slog.Logger, shutdown context.Context) (recorder, error) {
 	if cfg.PushgatewayURL == "" {
 		return nopRecorder{}, nil
 	}
@@ -39,7 +39,7 @@ func newRecorder(cfg *config.Config, run etl.Run, log *slog.Logger) (recorder, e
 	}
 	rec, err := metrics.New(metrics.Options{
 		URL: cfg.PushgatewayURL, Job: cfg.PushgatewayJob, Username: cfg.PushgatewayUsername, Password: cfg.PushgatewayPassword,
-		Timeout: cfg.PushgatewayTimeout, Grouping: grouping, Run: run, Version: version, ExitCode: exitCode, Log: log,
+		Timeout: cfg.PushgatewayTimeout, Grouping: grouping, Run: run, Version: version, ExitCode: exitCode, Log: log, Shutdown: shutdown,
 	})
 	if err != nil {
 		return nil, &exitError{ExitUsage, err}

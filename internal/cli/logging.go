@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/lmittmann/tint"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // newLogger builds the process logger: tint's colourised text on a terminal,
@@ -27,9 +29,25 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		lv = slog.LevelInfo
 	}
 	if logFormat(w, format) == "text" {
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime, NoColor: !isTerminal(w)}))
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime, NoColor: !isTerminal(w), ReplaceAttr: redactAttr}))
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: secondsForDurations}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		return secondsForDurations(groups, redactAttr(groups, a))
+	}}))
+}
+
+// redactAttr hides credentials in every text and error of a log line: a
+// URL or connection string can reach a log through any error message.
+func redactAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(redact.String(a.Value.String()))
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok && err != nil {
+			a.Value = slog.StringValue(redact.String(err.Error()))
+		}
+	}
+	return a
 }
 
 // logFormat resolves LOG_FORMAT: "auto" (or anything but text and json) is

@@ -11,11 +11,12 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v10"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // DefaultAPIURL is the real Marketplace API endpoint.
@@ -29,6 +30,10 @@ type Config struct {
 	CatchupDays      int           `env:"ETL_CATCHUP_DAYS" envDefault:"7"`
 	MaxRejectRatio   float64       `env:"ETL_MAX_REJECT_RATIO" envDefault:"0.10"`
 	HTTPTimeout      time.Duration `env:"ETL_HTTP_TIMEOUT" envDefault:"30s"`
+	HTTPBodyTimeout  time.Duration `env:"ETL_HTTP_BODY_TIMEOUT" envDefault:"5m"`
+	MaxLineBytes     int           `env:"ETL_MAX_LINE_BYTES" envDefault:"1048576"`
+	MaxBodyBytes     int64         `env:"ETL_MAX_BODY_BYTES" envDefault:"268435456"`
+	ShutdownGrace    time.Duration `env:"ETL_SHUTDOWN_GRACE" envDefault:"20s"`
 	HTTPRetries      int           `env:"ETL_HTTP_RETRIES" envDefault:"5"`
 	HTTPBackoff      time.Duration `env:"ETL_HTTP_RETRY_BACKOFF" envDefault:"1s"`
 	HTTPMaxBackoff   time.Duration `env:"ETL_HTTP_RETRY_MAX_BACKOFF" envDefault:"30s"`
@@ -59,8 +64,19 @@ type Error struct{ msg string }
 
 func (e *Error) Error() string { return e.msg }
 
-// Errorf makes a configuration Error.
-func Errorf(format string, args ...any) error { return &Error{msg: fmt.Sprintf(format, args...)} }
+// Errorf makes a configuration Error. Errors quote the values they
+// refuse, so credentials in them are hidden whatever the variable.
+func Errorf(format string, args ...any) error {
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			args[i] = redact.String(v) // a whole value: also user:password@host
+		case error:
+			args[i] = redact.String(v.Error())
+		}
+	}
+	return &Error{msg: fmt.Sprintf(format, args...)}
+}
 
 // IsConfigError tells whether err is (or wraps) a configuration Error.
 func IsConfigError(err error) bool {
@@ -109,31 +125,45 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	for _, d := range []struct {
+		name    string
+		value   time.Duration
+		max     time.Duration
+		example string
+	}{
+		{"ETL_HTTP_TIMEOUT", c.HTTPTimeout, maxDuration, "30s"},
+		{"ETL_HTTP_BODY_TIMEOUT", c.HTTPBodyTimeout, maxDuration, "5m"},
+		{"ETL_HTTP_RETRY_BACKOFF", c.HTTPBackoff, maxDuration, "1s"},
+		{"ETL_HTTP_RETRY_MAX_BACKOFF", c.HTTPMaxBackoff, maxDuration, "30s"},
+		{"ETL_DB_STATEMENT_TIMEOUT", c.StatementTimeout, MaxPostgresDuration, "15m"},
+		{"ETL_DB_LOCK_TIMEOUT", c.LockTimeout, MaxPostgresDuration, "2m"},
+		{"ETL_MARTS_LOCK_TIMEOUT", c.MartsLockTimeout, maxDuration, "5m"},
+		{"ETL_SHUTDOWN_GRACE", c.ShutdownGrace, maxDuration, "20s"},
+		{"PUSHGATEWAY_TIMEOUT", c.PushgatewayTimeout, maxDuration, "10s"},
+	} {
+		if err := CheckDuration(d.name, d.value, d.max, d.example); err != nil {
+			return err
+		}
+	}
 	switch {
+	case c.HTTPBodyTimeout < c.HTTPTimeout:
+		return Errorf("ETL_HTTP_BODY_TIMEOUT=%s: expected a duration not below ETL_HTTP_TIMEOUT (%s): it bounds the whole attempt, headers included", c.HTTPBodyTimeout, c.HTTPTimeout)
+	case c.MaxLineBytes < 1024 || c.MaxLineBytes > 16<<20:
+		return Errorf("ETL_MAX_LINE_BYTES=%d: expected a number of bytes from 1024 to 16777216 (16 MiB), e.g. 1048576", c.MaxLineBytes)
+	case c.MaxBodyBytes < int64(c.MaxLineBytes) || c.MaxBodyBytes > 1<<40:
+		return Errorf("ETL_MAX_BODY_BYTES=%d: expected a number of bytes from ETL_MAX_LINE_BYTES (%d) to 1 TiB, e.g. 268435456", c.MaxBodyBytes, c.MaxLineBytes)
 	case c.CatchupDays < 0 || c.CatchupDays > 366:
 		return Errorf("ETL_CATCHUP_DAYS=%d: expected a whole number of days from 0 to 366", c.CatchupDays)
 	case !(c.MaxRejectRatio >= 0 && c.MaxRejectRatio <= 1):
 		return Errorf("ETL_MAX_REJECT_RATIO=%v: expected a fraction from 0 to 1, e.g. 0.10", c.MaxRejectRatio)
-	case c.HTTPTimeout <= 0:
-		return Errorf("ETL_HTTP_TIMEOUT=%s: expected a positive duration such as 30s", c.HTTPTimeout)
 	case c.HTTPRetries < 0 || c.HTTPRetries > 100:
 		return Errorf("ETL_HTTP_RETRIES=%d: expected a number of retries from 0 to 100", c.HTTPRetries)
-	case c.HTTPBackoff <= 0:
-		return Errorf("ETL_HTTP_RETRY_BACKOFF=%s: expected a positive duration such as 1s", c.HTTPBackoff)
 	case c.HTTPMaxBackoff < c.HTTPBackoff:
 		return Errorf("ETL_HTTP_RETRY_MAX_BACKOFF=%s: expected a duration not below ETL_HTTP_RETRY_BACKOFF (%s)", c.HTTPMaxBackoff, c.HTTPBackoff)
-	case c.StatementTimeout <= 0:
-		return Errorf("ETL_DB_STATEMENT_TIMEOUT=%s: expected a positive duration such as 15m", c.StatementTimeout)
-	case c.LockTimeout <= 0:
-		return Errorf("ETL_DB_LOCK_TIMEOUT=%s: expected a positive duration such as 2m", c.LockTimeout)
-	case c.MartsLockTimeout <= 0:
-		return Errorf("ETL_MARTS_LOCK_TIMEOUT=%s: expected a positive duration such as 5m", c.MartsLockTimeout)
 	case c.ShardCount < 1:
 		return Errorf("BACKFILL_SHARD_COUNT=%d: expected a shard count of at least 1", c.ShardCount)
 	case c.ShardIndex < 0:
 		return Errorf("JOB_COMPLETION_INDEX=%d: expected a shard index of at least 0", c.ShardIndex)
-	case c.PushgatewayTimeout <= 0:
-		return Errorf("PUSHGATEWAY_TIMEOUT=%s: expected a positive duration such as 10s", c.PushgatewayTimeout)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "warning", "error":
@@ -152,6 +182,24 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.GroupingLabels(); err != nil {
 		return err
+	}
+	return nil
+}
+
+// MaxPostgresDuration is the longest timeout PostgreSQL accepts
+// (2^31-1 milliseconds, about 24.8 days).
+const MaxPostgresDuration = (1<<31 - 1) * time.Millisecond
+
+// maxDuration bounds the other durations: a day is already absurd for any
+// of them, and a larger value is more likely a typo than a wish.
+const maxDuration = 24 * time.Hour
+
+// CheckDuration accepts d from 1ms to max. Below a millisecond is an
+// error, not a rounding: PostgreSQL counts whole milliseconds, where 0
+// means no timeout at all.
+func CheckDuration(name string, d, max time.Duration, example string) error {
+	if d < time.Millisecond || d > max {
+		return Errorf("%s=%s: expected a duration from 1ms to %s, such as %s", name, d, max, example)
 	}
 	return nil
 }
@@ -189,7 +237,7 @@ func validLabelName(s string) bool {
 func CheckHTTPURL(name, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Errorf("%s=%q: expected an absolute http:// or https:// URL", name, Redact(raw))
+		return Errorf("%s=%q: expected an absolute http:// or https:// URL", name, redact.String(raw))
 	}
 	return nil
 }
@@ -199,43 +247,31 @@ func CheckDatabaseURL(raw string) error {
 	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
-			return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", Redact(raw))
+			return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", redact.String(raw))
 		}
 		return nil
 	}
 	if strings.Contains(raw, "=") && !strings.Contains(raw, "://") {
 		return nil
 	}
-	return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", Redact(raw))
+	return Errorf("DATABASE_URL=%q: expected postgres://user:password@host:5432/dbname?sslmode=... or libpq key=value pairs", redact.String(raw))
 }
-
-// Redact hides the password of a URL or libpq connection string, also in
-// malformed ones (they end up in error messages too): anything between the
-// user's colon and the last '@', and every password=... value.
-func Redact(raw string) string {
-	out := raw
-	if at := strings.LastIndex(out, "@"); at >= 0 {
-		start := 0
-		if i := strings.Index(out, "://"); i >= 0 && i < at {
-			start = i + 3
-		}
-		if c := strings.Index(out[start:at], ":"); c >= 0 {
-			out = out[:start+c+1] + "xxxxx" + out[at:]
-		}
-	}
-	return passwordParam.ReplaceAllString(out, "${1}xxxxx")
-}
-
-// passwordParam matches password=value in libpq key=value strings (quoted
-// values included) and in URL query strings.
-var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
 
 // ParseEnv fills the env-tagged struct *v from environ. A value that does
 // not parse, or a variable tagged required (or notEmpty) that is unset (or
 // empty), gives a configuration Error of one line naming the variable, its
 // value (never a password) and what was expected: the field's `expected`
 // tag, else what its type accepts.
+//
+// One rule for empty values: a variable set to "" is a value like any
+// other, valid only where empty is the variable's default (DATABASE_URL,
+// PUSHGATEWAY_URL...). Anywhere else it is a configuration error naming
+// the variable: caarlos0/env would silently take the default, so a
+// MARKETPLACE_API_URL= left empty by mistake loaded from the real API.
 func ParseEnv(v any, environ map[string]string) error {
+	if err := checkEmpty(reflect.TypeOf(v).Elem(), environ); err != nil {
+		return err
+	}
 	err := env.ParseWithOptions(v, env.Options{Environment: environ})
 	if err == nil {
 		return nil
@@ -267,6 +303,17 @@ func ParseEnv(v any, environ map[string]string) error {
 	return Errorf("reading configuration from the environment: %v", err)
 }
 
+func checkEmpty(t reflect.Type, environ map[string]string) error {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key, def := envKey(f), f.Tag.Get("envDefault")
+		if val, set := environ[key]; key != "" && key != "-" && set && val == "" && def != "" {
+			return Errorf("%s=\"\": expected %s, not empty; unset the variable to use the default %q", key, expected(f), def)
+		}
+	}
+	return nil
+}
+
 func envKey(f reflect.StructField) string { return strings.Split(f.Tag.Get("env"), ",")[0] }
 
 func fieldByEnv(t reflect.Type, key string) reflect.StructField {
@@ -293,7 +340,7 @@ func describeType(t reflect.Type) string {
 	switch {
 	case t == reflect.TypeOf(time.Duration(0)):
 		return "a duration such as 30s, 5m or 1h"
-	case t.Kind() == reflect.Int:
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
 		return "a whole number"
 	case t.Kind() == reflect.Float64:
 		return "a decimal number such as 0.10"

@@ -2,7 +2,9 @@ package marketplace
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -43,6 +45,14 @@ func newReadAhead(body io.Reader, window int, timeout time.Duration, onStall fun
 
 func (ra *readAhead) run(body io.Reader, timeout time.Duration, onStall func()) {
 	defer close(ra.received)
+	defer func() {
+		// A crash here would end the process with Go's exit code 2, which
+		// means a configuration error: fail the body instead.
+		if p := recover(); p != nil {
+			ra.err = fmt.Errorf("panic while receiving the body: %v\n%s", p, debug.Stack())
+			close(ra.chunks)
+		}
+	}()
 	stall := time.AfterFunc(timeout, onStall)
 	defer stall.Stop()
 	for {

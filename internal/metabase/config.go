@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/config"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // Config is everything metabase-setup needs, by environment variable.
@@ -89,7 +90,7 @@ func (c *Config) validate() error {
 	case c.URL == "":
 		return usageErrorf("MB_URL is not set: expected Metabase's base URL, e.g. http://metabase:3000")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
-		return usageErrorf("MB_URL=%q: expected an absolute http:// or https:// URL without credentials, e.g. http://metabase:3000", redactURL(c.URL))
+		return usageErrorf("MB_URL=%q: expected an absolute http:// or https:// URL without credentials, e.g. http://metabase:3000", redact.String(c.URL))
 	case c.AdminEmail == "":
 		return usageErrorf("MB_ADMIN_EMAIL is not set: expected the Metabase admin's email address")
 	case !validEmail(c.AdminEmail):
@@ -152,5 +153,3 @@ func validEmail(s string) bool {
 	a, err := mail.ParseAddress(s)
 	return err == nil && a.Address == s && strings.Contains(s, "@")
 }
-
-func redactURL(raw string) string { return config.Redact(raw) }

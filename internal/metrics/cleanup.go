@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/push"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // A backfill shard pushes only while its Job runs, so its group would keep
@@ -34,10 +36,10 @@ func (r *Recorder) deleteGrouping(g map[string]string, what string) error {
 	if err := p.Delete(); err != nil {
 		err = fmt.Errorf("deleting the metrics group %v from the Pushgateway at %s: %w", g, r.opts.URL, err)
 		r.log.Warn("could not delete a metrics group; its alerts may not clear", "push", what,
-			"pushgateway", redact(r.opts.URL), "err", redactErr(err, r.opts))
+			"pushgateway", redact.String(r.opts.URL), "err", redactErr(err, r.opts))
 		return err
 	}
-	r.log.Debug("deleted a metrics group", "push", what, "pushgateway", redact(r.opts.URL), "grouping", g)
+	r.log.Debug("deleted a metrics group", "push", what, "pushgateway", redact.String(r.opts.URL), "grouping", g)
 	return nil
 }
 
@@ -47,7 +49,7 @@ func (r *Recorder) dropSupersededShards(count int) error {
 	groups, err := r.listGroups()
 	if err != nil {
 		r.log.Warn("could not list the Pushgateway's groups; the groups of an earlier backfill's extra shards stay",
-			"pushgateway", redact(r.opts.URL), "err", redactErr(err, r.opts))
+			"pushgateway", redact.String(r.opts.URL), "err", redactErr(err, r.opts))
 		return err
 	}
 	for _, g := range groups {
@@ -96,7 +98,7 @@ func (r *Recorder) listGroups() ([]map[string]string, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("listing the Pushgateway's groups: GET %s answered %s", redact(url), resp.Status)
+		return nil, fmt.Errorf("listing the Pushgateway's groups: GET %s answered %s", redact.String(url), resp.Status)
 	}
 	var body struct {
 		Data []struct {
@@ -104,7 +106,7 @@ func (r *Recorder) listGroups() ([]map[string]string, error) {
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("listing the Pushgateway's groups: decoding the answer of %s: %w", redact(url), err)
+		return nil, fmt.Errorf("listing the Pushgateway's groups: decoding the answer of %s: %w", redact.String(url), err)
 	}
 	out := make([]map[string]string, 0, len(body.Data))
 	for _, d := range body.Data {

@@ -25,6 +25,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -37,6 +38,7 @@ import (
 
 	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // Status classes as label values of marketplace_etl_last_run_api_requests.
@@ -64,6 +66,10 @@ type Options struct {
 	// ExitCode maps the pass's error to the process exit code (nil is 0).
 	ExitCode func(error) int
 	Log      *slog.Logger
+	// Shutdown, when done, cuts every request to the Pushgateway short,
+	// in flight or later: the budget left after SIGTERM
+	// (ETL_SHUTDOWN_GRACE), which PUSHGATEWAY_TIMEOUT must not outlast.
+	Shutdown context.Context
 	// ProgressInterval is the least time between two progress pushes
 	// (default one minute); negative disables them.
 	ProgressInterval time.Duration
@@ -143,7 +149,7 @@ func New(o Options) (*Recorder, error) {
 	}
 	r := &Recorder{
 		opts: o, grouping: g, log: o.Log,
-		client: &http.Client{Timeout: o.Timeout},
+		client: &http.Client{Timeout: o.Timeout, Transport: budgetTransport{http.DefaultTransport, o.Shutdown}},
 
 		start:    gauge("marketplace_etl_last_run_start_timestamp_seconds", "Unix time the last pass started."),
 		end:      gauge("marketplace_etl_last_run_end_timestamp_seconds", "Unix time the last pass ended, successfully or not."),
@@ -356,9 +362,25 @@ func (r *Recorder) push(what string, cs ...prometheus.Collector) error {
 		err = fmt.Errorf("pushing the %s metrics to the Pushgateway at %s: %w", what, r.opts.URL, err)
 		// The URL may hold credentials: redact them in what is logged.
 		r.log.Warn("could not push the run metrics; the pass's outcome is unchanged", "push", what,
-			"pushgateway", redact(r.opts.URL), "err", redactErr(err, r.opts), "duration", time.Since(started).Round(time.Millisecond))
+			"pushgateway", redact.String(r.opts.URL), "err", redactErr(err, r.opts), "duration", time.Since(started).Round(time.Millisecond))
 		return err
 	}
-	r.log.Debug("pushed the run metrics", "push", what, "pushgateway", redact(r.opts.URL), "grouping", r.grouping)
+	r.log.Debug("pushed the run metrics", "push", what, "pushgateway", redact.String(r.opts.URL), "grouping", r.grouping)
 	return nil
+}
+
+// budgetTransport ends a request when the shutdown budget is spent.
+type budgetTransport struct {
+	base   http.RoundTripper
+	budget context.Context // nil: no budget
+}
+
+func (t budgetTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.budget == nil {
+		return t.base.RoundTrip(req)
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	// Not stopped when the round trip returns: the body is read after it.
+	context.AfterFunc(t.budget, func() { cancel(errors.New("the shutdown budget (ETL_SHUTDOWN_GRACE) is spent")) })
+	return t.base.RoundTrip(req.WithContext(ctx))
 }

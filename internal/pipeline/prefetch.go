@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"time"
 )
 
@@ -27,6 +29,13 @@ func (p *Pipeline) prefetchAfter(ctx context.Context, cur DayLines, next time.Ti
 	p.pending = pf
 	go func() {
 		defer close(pf.done)
+		defer func() {
+			// Go's exit code for a crash in a goroutine, 2, means a
+			// configuration error: fail the day instead.
+			if r := recover(); r != nil {
+				pf.day, pf.err = nil, fmt.Errorf("panic while requesting %s: %v\n%s", next.Format(time.DateOnly), r, debug.Stack())
+			}
+		}()
 		select {
 		case <-cur.Received():
 		case <-pf.abort:

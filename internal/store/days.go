@@ -16,6 +16,7 @@ import (
 
 	"github.com/marketplace-etl/marketplace-etl/internal/etl"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
+	"github.com/marketplace-etl/marketplace-etl/internal/redact"
 )
 
 // Day statuses stored in marketplace.day_loads.status.
@@ -342,7 +343,7 @@ func (d *DayTx) Refuse(ctx context.Context, sum etl.Summary, reason string) erro
 	} else if err := d.exec(ctx, "discarding the lines", `DELETE FROM marketplace.purchases WHERE purchase_date = $1`, d.date); err != nil {
 		return err
 	}
-	if err := d.record(ctx, sum, StatusFailed, sql.NullString{String: reason, Valid: true}, false); err != nil {
+	if err := d.record(ctx, sum, StatusFailed, sql.NullString{String: errorText(reason), Valid: true}, false); err != nil {
 		return err
 	}
 	return d.commit()
@@ -448,7 +449,7 @@ func (s *Store) markDay(ctx context.Context, date time.Time, runID int64, status
 			rows_fetched = CASE WHEN EXCLUDED.status = 'no_data' THEN 0 ELSE d.rows_fetched END,
 			rows_loaded = CASE WHEN EXCLUDED.status = 'no_data' THEN 0 ELSE d.rows_loaded END,
 			attempts = d.attempts + 1, last_error = EXCLUDED.last_error, run_id = EXCLUDED.run_id, updated_at = now()`,
-		d.date, status, lastErr, runID)
+		d.date, status, errorText(lastErr), runID)
 	if err != nil {
 		return "", fmt.Errorf("recording %s as %s: %w", d.date, status, err)
 	}
@@ -478,6 +479,26 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// maxErrorText bounds an error stored in day_loads.last_error or
+// etl_runs.error.
+const maxErrorText = 2000
+
+// errorText makes an error message safe to store, so that the record of a
+// failure always lands: credentials hidden (the read-only Metabase role
+// can read these tables), valid UTF-8 without NUL (PostgreSQL refuses
+// both), and at most maxErrorText bytes, cut between characters.
+func errorText(msg string) string {
+	s := sanitize([]byte(redact.String(msg)))
+	if len(s) > maxErrorText {
+		cut := maxErrorText
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 // sanitize keeps a raw line storable as text: PostgreSQL refuses invalid

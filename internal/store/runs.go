@@ -27,7 +27,7 @@ func (s *Store) StartRun(ctx context.Context, r etl.Run) (int64, error) {
 func (s *Store) FinishRun(ctx context.Context, id int64, t etl.RunTotals, runErr error) error {
 	status, msg := "succeeded", sql.NullString{}
 	if runErr != nil {
-		status, msg = "failed", sql.NullString{String: runErr.Error(), Valid: true}
+		status, msg = "failed", sql.NullString{String: errorText(runErr.Error()), Valid: true}
 	}
 	_, err := s.db.ExecContext(ctx, `UPDATE marketplace.etl_runs SET finished_at = now(), status = $2, error = $3,
 		days_loaded = $4, days_unchanged = $5, days_no_data = $6, days_failed = $7, rows_loaded = $8, rows_rejected = $9

@@ -34,6 +34,11 @@ type Store struct {
 type Options struct {
 	StatementTimeout time.Duration
 	LockTimeout      time.Duration
+	// IdleInTransactionTimeout ends a session whose transaction waits on
+	// the client longer than this (the client froze or lost its network):
+	// the server then releases the day's lock. It must exceed the longest
+	// legitimate wait inside a day's transaction, the HTTP body.
+	IdleInTransactionTimeout time.Duration
 	// Location is the business time zone: purchased_at is a line's date and
 	// time of day there.
 	Location *time.Location
@@ -42,10 +47,15 @@ type Options struct {
 // Open connects to dsn (a URL, key=value pairs, or "" for the libpq PG*
 // environment variables) and checks the connection.
 func Open(ctx context.Context, dsn string, opt Options, log *slog.Logger) (*Store, error) {
-	db, err := sqlx.Open("postgres", withTimeouts(dsn, opt))
-	if err != nil {
+	dsn = withTimeouts(dsn, opt)
+	if _, err := pq.NewConnector(dsn); err != nil {
 		return nil, fmt.Errorf("opening the database: %w", describe(err))
 	}
+	c := &connector{dsn: dsn}
+	if opt.StatementTimeout > 0 {
+		c.wait = clientWait(opt.StatementTimeout)
+	}
+	db := sqlx.NewDb(sql.OpenDB(c), "postgres")
 	db.SetMaxOpenConns(4)
 	db.SetConnMaxIdleTime(time.Minute)
 	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -63,11 +73,11 @@ func Open(ctx context.Context, dsn string, opt Options, log *slog.Logger) (*Stor
 // does not know to the server as run-time parameters.
 func withTimeouts(dsn string, opt Options) string {
 	params := map[string]string{}
-	if opt.StatementTimeout > 0 {
-		params["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
-	}
-	if opt.LockTimeout > 0 {
-		params["lock_timeout"] = strconv.FormatInt(opt.LockTimeout.Milliseconds(), 10)
+	for k, d := range map[string]time.Duration{"statement_timeout": opt.StatementTimeout, "lock_timeout": opt.LockTimeout,
+		"idle_in_transaction_session_timeout": opt.IdleInTransactionTimeout} {
+		if d > 0 {
+			params[k] = millis(d)
+		}
 	}
 	if len(params) == 0 {
 		return dsn
@@ -88,12 +98,18 @@ func withTimeouts(dsn string, opt Options) string {
 	}
 	// key=value pairs, or "" for the PG* environment variables.
 	out := dsn
-	for _, k := range []string{"statement_timeout", "lock_timeout"} {
+	for _, k := range []string{"statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"} {
 		if v, ok := params[k]; ok && !strings.Contains(dsn, k+"=") {
 			out += " " + k + "=" + v
 		}
 	}
 	return strings.TrimSpace(out)
+}
+
+// millis is d in whole milliseconds for PostgreSQL, rounded up: 500µs
+// must not become 0, which means "no timeout".
+func millis(d time.Duration) string {
+	return strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10)
 }
 
 // DB exposes the pool to packages that run their own SQL (marts, checks).
@@ -211,4 +227,36 @@ func (s *Store) SchemaVersions(ctx context.Context) (current, latest int64, err 
 		return 0, 0, fmt.Errorf("preparing migrations: %w", err)
 	}
 	return p.GetVersions(ctx)
+}
+
+// CheckWritable verifies that the database accepts the writes of a pass,
+// in a transaction it rolls back: a read-only database (a standby,
+// default_transaction_read_only, a role without the privileges) answers
+// every query of check but fails the first load. The transaction is begun
+// with a plain BEGIN: database/sql's BeginTx makes lib/pq send BEGIN READ
+// WRITE, which would hide default_transaction_read_only.
+func (s *Store) CheckWritable(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("checking that the database accepts writes: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN`); err != nil {
+		return fmt.Errorf("checking that the database accepts writes: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`) //nolint:errcheck // nothing to keep either way
+	for _, q := range []string{
+		`INSERT INTO marketplace.etl_runs (mode, version, host) VALUES ('run', 'check', 'check')`,
+		`INSERT INTO marketplace.purchases SELECT * FROM marketplace.purchases WHERE false`,
+		`INSERT INTO marketplace.rejected_purchases SELECT * FROM marketplace.rejected_purchases WHERE false`,
+		`INSERT INTO marketplace.day_loads SELECT * FROM marketplace.day_loads WHERE false`,
+		`UPDATE marketplace.day_loads SET status = status WHERE false`,
+		`DELETE FROM marketplace.purchases WHERE false`,
+		`DELETE FROM marketplace.rejected_purchases WHERE false`,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("the database does not accept writes: %w", err)
+		}
+	}
+	return nil
 }

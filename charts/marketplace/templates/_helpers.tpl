@@ -381,9 +381,6 @@ Refuses value combinations that break an installed release. Included once, by th
 {{- if and .Values.postgresql.enabled (not .Values.postgresql.auth.existingSecret) }}
 {{- $missing = append $missing "postgresql.auth.existingSecret" }}
 {{- end }}
-{{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.existingSecret) }}
-{{- $missing = append $missing "externalDatabase.existingSecret" }}
-{{- end }}
 {{- if and .Values.metabase.enabled (not .Values.metabase.existingSecret) }}
 {{- $missing = append $missing "metabase.existingSecret" }}
 {{- end }}
