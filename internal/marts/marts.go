@@ -298,7 +298,8 @@ type step struct {
 }
 
 // clientEvents adds (sign 1) or subtracts (sign -1) the contribution of
-// the client_day rows of scope to client_events. Rolling distinct counts
+// the client_day rows of scope (cd: client_id, day, revenue) to
+// client_events. Rolling distinct counts
 // without a self-join: a client is in the N-day window of day x when it
 // bought on some d in [x-N+1, x], i.e. x lies in [d, d+N). Each purchase
 // day adds the part of that interval not already covered by the client's
@@ -333,8 +334,15 @@ func cohortActivity(sign, scope string) string {
 			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`
 }
 
-// rfmHistogram adds or subtracts the client_stats rows of scope to the
-// RFM histograms.
+// statsOf is the client_stats rows of the client_day rows of src.
+func statsOf(src string) string {
+	return `(SELECT cd.client_id, min(cd.day) AS first_purchase_date, max(cd.day) AS last_purchase_date,
+		count(*) AS frequency, sum(cd.revenue) AS monetary, floor(400 * ln(1 + sum(cd.revenue)::float8))::integer AS m_bucket
+		FROM ` + src + ` GROUP BY cd.client_id) c`
+}
+
+// rfmHistogram adds or subtracts clients (their client_stats rows, c in
+// scope) to the RFM histograms.
 func rfmHistogram(sign, scope string) string {
 	return `INSERT INTO marts.rfm_histogram AS t (measure, bucket, clients)
 		SELECT v.measure, v.bucket, ` + sign + ` * count(*)
@@ -346,13 +354,19 @@ func rfmHistogram(sign, scope string) string {
 }
 
 // productMonth adds or subtracts the product_day rows of the changed days
-// to product_month.
-func productMonth(sign string) string {
-	return `INSERT INTO marts.product_month AS t (month, product_id, units, revenue)
+// to product_month; without conflicts (product_month empty), as plain
+// inserts.
+func productMonth(sign string, conflicts bool) string {
+	q := `INSERT INTO marts.product_month AS t (month, product_id, units, revenue)
 		SELECT date_trunc('month', day)::date, product_id, ` + sign + ` * sum(units), ` + sign + ` * sum(revenue)
 		FROM marts.product_day WHERE day = ANY($1::date[])
 		GROUP BY 1, 2
+		ORDER BY 1, 2`
+	if conflicts {
+		q += `
 		ON CONFLICT (month, product_id) DO UPDATE SET units = t.units + EXCLUDED.units, revenue = t.revenue + EXCLUDED.revenue`
+	}
+	return q
 }
 
 // months of the changed days, for the per-month tables.
@@ -363,59 +377,80 @@ const changedMonths = `(SELECT DISTINCT date_trunc('month', d)::date FROM unnest
 // away and every client is new: the per-client work needs no list of
 // touched clients.
 func steps(fresh bool) []step {
-	days := "marts.client_day cd JOIN marts_touched USING (client_id)"
-	stats := "marts.client_stats c JOIN marts_touched USING (client_id)"
-	if fresh {
-		days, stats = "marts.client_day cd", "marts.client_stats c"
-	}
-	clientStats := []string{
-		`DELETE FROM marts.client_stats c USING marts_touched t WHERE c.client_id = t.client_id`,
-		`INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
-		SELECT cd.client_id, min(cd.day), max(cd.day), count(*), sum(cd.revenue), floor(400 * ln(1 + sum(cd.revenue)::float8))::integer
-		FROM ` + days + `
-		GROUP BY cd.client_id`,
-	}
 	var out []step
+	// old and new are the touched clients' client_day rows before and
+	// after the change (client_id, day, revenue): read once by index into
+	// temporary tables, then used by every delta. A first update or a
+	// rebuild (fresh) has no old rows and reads client_day whole.
+	old, cur := "marts_old cd", "marts_new cd"
 	if fresh {
-		clientStats = clientStats[1:] // emptied below, no touched list
-		out = append(out, step{"emptying the client tables", []string{
+		cur = "marts.client_day cd"
+		out = append(out, step{"emptying the client and product tables", []string{
 			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
 			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`,
+			`DELETE FROM marts.product_day`, `DELETE FROM marts.product_month`,
 		}})
 	} else {
 		out = append(out,
 			// The touched clients are few (a day's buyers) next to all
-			// clients: each of their rows is fetched by index. The planner,
-			// costing random reads high, would rather hash-join whole tables.
-			step{"planning for few clients", []string{`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`}},
+			// clients: their rows are fetched by index. The planner, costing
+			// random reads high, would rather hash-join whole tables.
 			step{"finding the clients of the changed days", []string{
+				`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
 				`CREATE TEMP TABLE marts_touched (client_id integer PRIMARY KEY) ON COMMIT DROP`,
 				`INSERT INTO marts_touched
 				SELECT client_id FROM marts.client_day WHERE day = ANY($1::date[])
 				UNION
 				SELECT client_id FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])`,
 				`ANALYZE marts_touched`,
+				`CREATE TEMP TABLE marts_old ON COMMIT DROP AS
+				SELECT cd.client_id, cd.day, cd.revenue FROM marts.client_day cd JOIN marts_touched USING (client_id)`,
+				`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
 			}},
 			// The old contribution of the touched clients goes ...
-			step{"subtracting the old client events", []string{clientEvents("-1", days)}},
-			step{"subtracting the old cohort activity", []string{cohortActivity("-1", days)}},
-			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", stats)}},
+			step{"subtracting the old client events", []string{clientEvents("-1", old)}},
+			step{"subtracting the old cohort activity", []string{cohortActivity("-1", old)}},
+			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", statsOf(old))}},
 		)
 	}
+	clientStats := `INSERT INTO marts.client_stats AS t (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
+		SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket FROM ` + statsOf(cur) + `
+		ORDER BY client_id`
+	if !fresh { // a fresh update emptied client_stats: plain inserts
+		clientStats += `
+		ON CONFLICT (client_id) DO UPDATE SET first_purchase_date = EXCLUDED.first_purchase_date,
+			last_purchase_date = EXCLUDED.last_purchase_date, frequency = EXCLUDED.frequency,
+			monetary = EXCLUDED.monetary, m_bucket = EXCLUDED.m_bucket`
+	}
+	out = append(out, step{"replacing client_day", []string{
+		`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`,
+		`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
+		SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
+		FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+		GROUP BY 1, 2
+		ORDER BY 2, 1 -- primary key order: the index grows at its end`,
+	}})
+	if !fresh {
+		out = append(out, step{"collecting the touched clients' new days", []string{
+			`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`,
+			`INSERT INTO marts_new
+			SELECT client_id, day, revenue FROM marts_old WHERE day <> ALL($1::date[])
+			UNION ALL
+			SELECT client_id, day, revenue FROM marts.client_day WHERE day = ANY($1::date[])`,
+			`ANALYZE marts_new`,
+		}}, step{"removing the stats of clients left without purchases", []string{
+			`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
+			`DELETE FROM marts.client_stats c USING marts_touched t
+			WHERE c.client_id = t.client_id AND NOT EXISTS (SELECT FROM marts_new n WHERE n.client_id = t.client_id)`,
+			`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
+		}})
+	}
+	// ... and the new one comes in.
 	out = append(out,
-		step{"replacing client_day", []string{
-			`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`,
-			`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
-			SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
-			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-			GROUP BY 1, 2`,
-		}},
-		// ... and the new one comes in.
-		step{"adding the new client events", []string{clientEvents("1", days)}},
-		step{"adding the new cohort activity", []string{cohortActivity("1", days)}},
-		step{"recomputing client_stats", clientStats},
-		step{"adding the new RFM histograms", []string{rfmHistogram("1", stats)}},
-		step{"planning for whole tables", []string{`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`}},
+		step{"adding the new client events", []string{clientEvents("1", cur)}},
+		step{"adding the new cohort activity", []string{cohortActivity("1", cur)}},
+		step{"updating the client stats", []string{clientStats}},
+		step{"adding the new RFM histograms", []string{rfmHistogram("1", statsOf(cur))}},
 		step{"dropping empty cells", []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
 			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
@@ -458,15 +493,17 @@ func steps(fresh bool) []step {
 		}},
 		// The changed days' old product totals leave their months, the new
 		// ones come in.
-		step{"subtracting the old product days", []string{productMonth("-1")}},
+		step{"subtracting the old product days", []string{productMonth("-1", true)}},
 		step{"replacing product_day", []string{
 			`DELETE FROM marts.product_day WHERE day = ANY($1::date[])`,
 			`INSERT INTO marts.product_day (day, product_id, units, revenue)
 			SELECT purchase_date, product_id, sum(quantity), sum(total_price)
 			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-			GROUP BY 1, 2`,
+			GROUP BY 1, 2
+			ORDER BY 1, 2`,
 		}},
-		step{"adding the new product days", []string{productMonth("1")}},
+		// A fresh update finds the tables empty: plain inserts.
+		step{"adding the new product days", []string{productMonth("1", !fresh)}},
 		step{"updating monthly_products", []string{
 			`DELETE FROM marts.product_month WHERE month IN ` + changedMonths + ` AND units = 0`,
 			`DELETE FROM marts.monthly_products WHERE month IN ` + changedMonths,
