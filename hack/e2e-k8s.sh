@@ -133,8 +133,7 @@ values=(--set image.tag=e2e --set postgresql.enabled=false --set metabase.existi
   --set externalDatabase.database=warehouse --set externalDatabase.username=etl
   --set externalDatabase.readonlyUsername=etl_readonly --set externalDatabase.sslmode=disable
   --set externalDatabase.existingSecret=e2e-db --set etl.apiUrl="http://127.0.0.1:$api_port/data"
-  --set etl.logFormat=text --set etl.httpRetries=1 --set etl.catchupDays=3
-  --set backfill.shards=3 --set backfill.parallelism=3)
+  --set etl.logFormat=text --set etl.httpRetries=1 --set etl.catchupDays=3)
 
 log "2. helm install on an empty database (the migrate hook runs), then helm test"
 "$helm" install "$release" "$chart" -n "$ns" "${values[@]}" --timeout 3m >/dev/null ||
@@ -153,10 +152,13 @@ rows=$(sql "SELECT count(*) FROM marketplace.purchases")
 ((rows > 0)) || fail "the daily Job completed but loaded no rows"
 log "   loaded $rows lines"
 
-log "4. a backfill with kubectl alone: 3 indexed shards, 2024-01-01..2024-01-31"
+log "4. a backfill with kubectl alone (the NOTES' recipe): 3 indexed shards, 2024-01-01..2024-01-31"
 backfill=${fullname}-backfill-e2e1
+[[ $(k get cronjob "$fullname-backfill" -o jsonpath='{.spec.jobTemplate.spec.completions}') == 4 ]] ||
+  fail "the backfill CronJob does not have the default 4 shards"
 k create job --from="cronjob/$fullname-backfill" "$backfill" --dry-run=client -o yaml |
-  kubectl set env --local -f - -o yaml BACKFILL_FROM=2024-01-01 BACKFILL_TO=2024-01-31 |
+  kubectl set env --local -f - -o yaml BACKFILL_FROM=2024-01-01 BACKFILL_TO=2024-01-31 BACKFILL_SHARD_COUNT=3 |
+  kubectl patch --local -f - -o yaml --type merge -p '{"spec":{"completions":3,"parallelism":3}}' |
   k create -f - >/dev/null || fail "could not create the backfill Job with kubectl"
 [[ $(k get job "$backfill" -o jsonpath='{.spec.completions}/{.spec.completionMode}') == 3/Indexed ]] ||
   fail "the backfill Job is not 3 indexed shards"
