@@ -9,7 +9,8 @@
 # loopback. Checked, in a namespace enforcing Pod Security "restricted":
 #   1. every object of the default chart (bundled PostgreSQL, Metabase, Pushgateway, simulator,
 #      NetworkPolicies, Ingress, hooks, test pod) passes server-side validation;
-#   2. `helm install` on an empty database returns with the schema migrated (migrate hook), and
+#   2. `helm install` on an empty database returns with the schema migrated (migrate hook), without
+#      waiting for Metabase (which never starts here; metabase-setup is a plain Job), and
 #      `helm test` passes right after it;
 #   3. a Job created from the daily CronJob completes and loads rows;
 #   4. a kubectl-only backfill (cloned from the <fullname>-backfill CronJob) with 3 indexed shards
@@ -122,14 +123,17 @@ k delete serviceaccount "$fullname" >/dev/null
 
 k create secret generic e2e-db --from-literal=password=etl-e2e --from-literal=readonly-password=ro-e2e \
   --from-literal=metabase-password=mb-e2e >/dev/null
-# Metabase's image cannot run here: the ETL side only, on loopback
-values=(--set image.tag=e2e --set postgresql.enabled=false --set metabase.enabled=false
+k create secret generic e2e-metabase --from-literal=encryption-key=0123456789abcdef0123456789abcdef \
+  --from-literal=admin-password=admin-e2e >/dev/null
+# Metabase's image cannot run here (its pod stays Pending): a Metabase that never starts, which
+# must not hold up the release; metabase-setup's pods run and retry
+values=(--set image.tag=e2e --set postgresql.enabled=false --set metabase.existingSecret=e2e-metabase
+  --set metabase.setup.timeout=5s
   --set externalDatabase.host=127.0.0.1 --set externalDatabase.port="$PG_PORT"
   --set externalDatabase.database=warehouse --set externalDatabase.username=etl
   --set externalDatabase.readonlyUsername=etl_readonly --set externalDatabase.sslmode=disable
   --set externalDatabase.existingSecret=e2e-db --set etl.apiUrl="http://127.0.0.1:$api_port/data"
-  --set etl.logFormat=text --set etl.httpRetries=1 --set etl.catchupDays=3
-  --set backfill.shards=3 --set backfill.parallelism=3)
+  --set etl.logFormat=text --set etl.httpRetries=1 --set etl.catchupDays=3)
 
 log "2. helm install on an empty database (the migrate hook runs), then helm test"
 "$helm" install "$release" "$chart" -n "$ns" "${values[@]}" --timeout 3m >/dev/null ||
@@ -137,6 +141,9 @@ log "2. helm install on an empty database (the migrate hook runs), then helm tes
 [[ $(sql "SELECT count(*) FROM public.marketplace_etl_schema_migrations WHERE version_id > 0") -ge 1 ]] ||
   fail "helm install returned before the schema was migrated"
 "$helm" test "$release" -n "$ns" --timeout 2m >/dev/null || fail "helm test failed right after install"
+setup_job=$(k get jobs -l app.kubernetes.io/component=metabase-setup -o name)
+[[ $setup_job == job.batch/$fullname-metabase-setup-* ]] || fail "no plain metabase-setup Job: '$setup_job'"
+[[ -z $(k get "$setup_job" -o jsonpath='{.metadata.annotations.helm\.sh/hook}') ]] || fail "metabase-setup is a Helm hook"
 
 log "3. a Job from the daily CronJob loads rows"
 k create job --from="cronjob/$fullname-daily" e2e-daily >/dev/null
@@ -145,10 +152,13 @@ rows=$(sql "SELECT count(*) FROM marketplace.purchases")
 ((rows > 0)) || fail "the daily Job completed but loaded no rows"
 log "   loaded $rows lines"
 
-log "4. a backfill with kubectl alone: 3 indexed shards, 2024-01-01..2024-01-31"
+log "4. a backfill with kubectl alone (the NOTES' recipe): 3 indexed shards, 2024-01-01..2024-01-31"
 backfill=${fullname}-backfill-e2e1
+[[ $(k get cronjob "$fullname-backfill" -o jsonpath='{.spec.jobTemplate.spec.completions}') == 4 ]] ||
+  fail "the backfill CronJob does not have the default 4 shards"
 k create job --from="cronjob/$fullname-backfill" "$backfill" --dry-run=client -o yaml |
-  kubectl set env --local -f - -o yaml BACKFILL_FROM=2024-01-01 BACKFILL_TO=2024-01-31 |
+  kubectl set env --local -f - -o yaml BACKFILL_FROM=2024-01-01 BACKFILL_TO=2024-01-31 BACKFILL_SHARD_COUNT=3 |
+  kubectl patch --local -f - -o yaml --type merge -p '{"spec":{"completions":3,"parallelism":3}}' |
   k create -f - >/dev/null || fail "could not create the backfill Job with kubectl"
 [[ $(k get job "$backfill" -o jsonpath='{.spec.completions}/{.spec.completionMode}') == 3/Indexed ]] ||
   fail "the backfill Job is not 3 indexed shards"

@@ -279,7 +279,7 @@ func TestUnreachableGateway(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	start := time.Now()
-	r, err := New(Options{URL: "http://etl:pw-in-url@" + ln.Addr().String(), Job: "j", Password: "hunter2", Username: "etl",
+	r, err := New(Options{URL: "http://etl:pw-in-url%2F%40%25x@" + ln.Addr().String() /* percent-encoded: issue 13 */, Job: "j", Password: "hunter2", Username: "etl",
 		Timeout: 200 * time.Millisecond, Run: etl.Run{Mode: "run"}, Log: log, ProgressInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatalf("New must not fail for an unreachable gateway: %v", err)
