@@ -482,6 +482,13 @@ func TestEveryBadConfigValueExits2(t *testing.T) {
 		{[]string{"ETL_DB_LOCK_TIMEOUT=-1s"}, nil, "ETL_DB_LOCK_TIMEOUT"},
 		{[]string{"ETL_MARTS_LOCK_TIMEOUT=0s"}, nil, "ETL_MARTS_LOCK_TIMEOUT"},
 		{[]string{"ETL_MARTS_LOCK_TIMEOUT=5"}, nil, "ETL_MARTS_LOCK_TIMEOUT"},
+		{[]string{"ETL_DB_LOCK_TIMEOUT=500us"}, nil, "ETL_DB_LOCK_TIMEOUT"},          // was lock_timeout=0
+		{[]string{"ETL_DB_STATEMENT_TIMEOUT=600h"}, nil, "ETL_DB_STATEMENT_TIMEOUT"}, // above PostgreSQL's maximum
+		{[]string{"MARKETPLACE_API_URL="}, nil, "MARKETPLACE_API_URL"},               // was the default, silently
+		{[]string{"ETL_HTTP_BODY_TIMEOUT=1s"}, nil, "ETL_HTTP_BODY_TIMEOUT"},         // below ETL_HTTP_TIMEOUT
+		{[]string{"ETL_MAX_LINE_BYTES=10"}, nil, "ETL_MAX_LINE_BYTES"},
+		{[]string{"ETL_MAX_BODY_BYTES=lots"}, nil, "ETL_MAX_BODY_BYTES"},
+		{[]string{"ETL_SHUTDOWN_GRACE=0s"}, nil, "ETL_SHUTDOWN_GRACE"},
 		{[]string{"ETL_AUTO_MIGRATE=maybe"}, nil, "ETL_AUTO_MIGRATE"},
 		{[]string{"LOG_LEVEL=loud"}, nil, "LOG_LEVEL"},
 		{[]string{"LOG_FORMAT=xml"}, nil, "LOG_FORMAT"},
