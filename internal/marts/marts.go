@@ -174,7 +174,7 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 	// statements themselves are bounded by ctx: a rebuild over years of
 	// lines may legitimately outlast the loads' statement timeout.
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '128MB'`,
-		timeout.Milliseconds())); err != nil {
+		max(1, timeout.Milliseconds()))); err != nil { // 0 would mean no limit
 		return 0, fmt.Errorf("setting session limits: %w", err)
 	}
 	// A row lock needs UPDATE privilege on the table: the read-only role
@@ -187,7 +187,7 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 		return 0, fmt.Errorf("taking the marts lock: %w", err)
 	}
 	if rebuild {
-		if err := clear(ctx, tx); err != nil {
+		if err := emptyMarts(ctx, tx); err != nil {
 			return 0, err
 		}
 	}
@@ -235,9 +235,9 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 	return len(days), nil
 }
 
-// clear empties every mart table. DELETE, not TRUNCATE: TRUNCATE needs an
+// emptyMarts empties every mart table. DELETE, not TRUNCATE: TRUNCATE needs an
 // ACCESS EXCLUSIVE lock that any reader's long SELECT would hold up.
-func clear(ctx context.Context, tx *sql.Tx) error {
+func emptyMarts(ctx context.Context, tx *sql.Tx) error {
 	for _, t := range Tables {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
 			return fmt.Errorf("emptying %s: %w", t, err)
