@@ -11,9 +11,12 @@ IMAGE ?= ghcr.io/marketplace-etl/marketplace-etl:$(VERSION)
 # Pinned tool versions (installed into ./bin by `make tools`).
 HELM_VERSION ?= v3.19.0
 HELM_UNITTEST_VERSION ?= v1.0.3
-export HELM_VERSION HELM_UNITTEST_VERSION VERSION IMAGE BIN_DIR
+# promtool is in the module of Prometheus, whose Go module versions are v0.<major><minor>.<patch>.
+PROMETHEUS_VERSION ?= v0.316.0
+PUSHGATEWAY_VERSION ?= v1.11.1
+export HELM_VERSION HELM_UNITTEST_VERSION PROMETHEUS_VERSION PUSHGATEWAY_VERSION VERSION IMAGE BIN_DIR
 
-.PHONY: all build test test-go test-chart test-rules bench demo e2e-k8s image image-push image-docker tools lint fuzz clean help
+.PHONY: all build test test-unit test-go test-chart test-rules bench demo e2e-k8s image image-push image-docker tools lint fuzz clean help
 
 all: build ## Build the binary (default)
 
@@ -23,16 +26,19 @@ help: ## List targets
 build: ## Build bin/marketplace-etl with the version stamped in
 	@hack/build.sh
 
-test: tools ## Everything CI runs: Go tests on a real PostgreSQL, alert rules, chart
+test: tools ## Everything CI runs: lint, all Go tests (real PostgreSQL, binary, tools), alert rules, chart, image
 	@hack/test.sh
 
-test-go: ## Go unit and integration tests only
+test-unit: ## Fast: go test -short (in-process tests only: no PostgreSQL, binary or tools)
+	@go test -short -count=1 ./...
+
+test-go: tools ## All Go tests: unit, PostgreSQL, the binary end to end, promtool and Pushgateway
 	@hack/test-go.sh
 
 test-chart: tools ## helm lint, helm-unittest, strict manifest decoding
 	@hack/test-chart.sh
 
-test-rules: ## promtool check + test of the alert rules
+test-rules: tools ## promtool check + test of the alert rules
 	@hack/test-rules.sh
 
 lint: ## gofmt and go vet
@@ -59,7 +65,7 @@ image-push: ## Build, check and push the image to $$(IMAGE) (credentials from ~/
 image-docker: ## Build the image from the Dockerfile (needs a container engine)
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
-tools: ## Install pinned helm and helm-unittest into ./bin
+tools: ## Install pinned helm, helm-unittest, promtool and pushgateway into ./bin
 	@hack/tools.sh
 
 clean: ## Remove build outputs

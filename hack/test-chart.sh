@@ -8,10 +8,6 @@
 # Installs the pinned tools into ./bin first (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# the pins live in the Makefile; read them when this script runs outside make
-pin() { sed -n "s/^$1 ?= *//p" Makefile; }
-export HELM_VERSION=${HELM_VERSION:-$(pin HELM_VERSION)}
-export HELM_UNITTEST_VERSION=${HELM_UNITTEST_VERSION:-$(pin HELM_UNITTEST_VERSION)}
 hack/tools.sh
 export HELM_BIN=${HELM_BIN:-$PWD/bin/helm}
 chart=charts/marketplace

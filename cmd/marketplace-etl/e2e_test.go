@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +26,12 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test here runs the binary against PostgreSQL: none is short.
+		fmt.Println("end-to-end tests of the binary skipped with -short; make test-go runs them")
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "marketplace-etl-e2e-")
 	if err != nil {
 		panic(err)

@@ -37,9 +37,12 @@ func repoRoot(t *testing.T) string {
 }
 
 // helmBin is $HELM_BIN or ./bin/helm. A missing helm is a failure, never a skip: `make tools`
-// installs the pinned one.
+// installs the pinned one. Only -short, which runs no external program, skips the test.
 func helmBin(t *testing.T, root string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs helm: runs without -short (make test-go)")
+	}
 	bin := os.Getenv("HELM_BIN")
 	if bin == "" {
 		bin = filepath.Join(root, "bin", "helm")

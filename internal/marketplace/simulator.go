@@ -175,7 +175,9 @@ func (s *Simulator) serveData(w http.ResponseWriter, r *http.Request) {
 	n := s.rowsFor(date)
 	cut := -1
 	if truncate {
-		cut = rng.IntN(n + 1)
+		// Before one of the n lines: a cut after the last one would be
+		// a complete body, and a "persistent" fault would let the day load.
+		cut = rng.IntN(max(n, 1))
 	}
 	// Parallel requests to the real API were seen to mix rows of dates.
 	mixed := cfg.MixedDateRate

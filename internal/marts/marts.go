@@ -413,14 +413,16 @@ func steps(fresh bool) []step {
 			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", statsOf(old))}},
 		)
 	}
-	clientStats := `INSERT INTO marts.client_stats AS t (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
+	// The touched clients' stats were deleted (a fresh update emptied the
+	// table): plain inserts.
+	clientStats := `INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
 		SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket FROM ` + statsOf(cur) + `
 		ORDER BY client_id`
-	if !fresh { // a fresh update emptied client_stats: plain inserts
-		clientStats += `
-		ON CONFLICT (client_id) DO UPDATE SET first_purchase_date = EXCLUDED.first_purchase_date,
-			last_purchase_date = EXCLUDED.last_purchase_date, frequency = EXCLUDED.frequency,
-			monetary = EXCLUDED.monetary, m_bucket = EXCLUDED.m_bucket`
+	// The new histogram entries: the new stats of the touched clients, or
+	// every client's, just inserted.
+	newStats := statsOf(cur)
+	if fresh {
+		newStats = "marts.client_stats c"
 	}
 	out = append(out, step{"replacing client_day", []string{
 		`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`,
@@ -438,10 +440,9 @@ func steps(fresh bool) []step {
 			UNION ALL
 			SELECT client_id, day, revenue FROM marts.client_day WHERE day = ANY($1::date[])`,
 			`ANALYZE marts_new`,
-		}}, step{"removing the stats of clients left without purchases", []string{
+		}}, step{"removing the touched clients' stats", []string{
 			`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
-			`DELETE FROM marts.client_stats c USING marts_touched t
-			WHERE c.client_id = t.client_id AND NOT EXISTS (SELECT FROM marts_new n WHERE n.client_id = t.client_id)`,
+			`DELETE FROM marts.client_stats c USING marts_touched t WHERE c.client_id = t.client_id`,
 			`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
 		}})
 	}
@@ -450,7 +451,7 @@ func steps(fresh bool) []step {
 		step{"adding the new client events", []string{clientEvents("1", cur)}},
 		step{"adding the new cohort activity", []string{cohortActivity("1", cur)}},
 		step{"updating the client stats", []string{clientStats}},
-		step{"adding the new RFM histograms", []string{rfmHistogram("1", statsOf(cur))}},
+		step{"adding the new RFM histograms", []string{rfmHistogram("1", newStats)}},
 		step{"dropping empty cells", []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
 			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,

@@ -59,10 +59,7 @@ func checkNames(t *testing.T, where, expr string, pushed map[string]bool) {
 // promtoolCheckExprs has promtool parse every expression, as recording rules.
 func promtoolCheckExprs(t *testing.T, exprs map[string]string) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool not found (Debian package prometheus): %v", err)
-	}
+	path := toolPath(t, "promtool")
 	var b strings.Builder
 	b.WriteString("groups:\n  - name: dashboard\n    rules:\n")
 	i := 0

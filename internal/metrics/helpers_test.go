@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -106,21 +109,46 @@ func text(t *testing.T, fams map[string]*dto.MetricFamily, prefix string) []byte
 	return b.Bytes()
 }
 
-// promtoolCheckMetrics runs `promtool check metrics` (Debian's prometheus
-// package) on an exposition: it lints names, units, types and help texts.
-// A missing promtool fails the test, so CI cannot pass without the check.
+// promtoolCheckMetrics runs `promtool check metrics` on an exposition: it
+// lints names, units, types and help texts.
 func promtoolCheckMetrics(t *testing.T, exposition []byte) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool not found (Debian package prometheus): %v", err)
-	}
-	cmd := exec.Command(path, "check", "metrics")
+	cmd := exec.Command(toolPath(t, "promtool"), "check", "metrics")
 	cmd.Stdin = bytes.NewReader(exposition)
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s\non:\n%s", err, out, exposition)
 	}
+}
+
+// toolPath finds the first of names in the repository's bin/ (the pinned
+// versions `make tools` installs), then on PATH. A missing tool fails the
+// test, so CI cannot pass without it; with -short, which runs no external
+// program, the test is skipped here instead.
+func toolPath(t *testing.T, names ...string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("the rest needs %s: runs without -short (make test-go)", names[0])
+	}
+	_, file, _, _ := runtime.Caller(0)
+	bin := filepath.Join(filepath.Dir(file), "..", "..", "bin")
+	for _, name := range names {
+		if p := filepath.Join(bin, name); fileExists(p) {
+			return p
+		}
+	}
+	for _, name := range names {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("none of %v in %s or on PATH: run `make tools`", names, bin)
+	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // fmtLabels is for messages.

@@ -1,11 +1,13 @@
 package metrics
 
-// Integration test: the real binary pushes to a real Pushgateway (Debian's
-// prometheus-pushgateway), against the simulator and a real PostgreSQL.
+// Integration test: the real binary pushes to a real Pushgateway (the pinned
+// one in bin/, else one on PATH), against the simulator and a real
+// PostgreSQL. Skipped with -short.
 
 import (
 	"bytes"
 	"database/sql"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,10 +32,12 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	// hack/test-go.sh builds the binary once for every package.
+	flag.Parse()
+	// hack/test-go.sh builds the binary once for every package; -short runs
+	// no binary.
 	binary = os.Getenv("MARKETPLACE_ETL_BIN")
 	dir := ""
-	if binary == "" {
+	if binary == "" && !testing.Short() {
 		var err error
 		if dir, err = os.MkdirTemp("", "marketplace-etl-metrics-"); err != nil {
 			panic(err)
@@ -51,9 +56,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startPushgateway runs prometheus-pushgateway on a free loopback port, in
-// memory only, and returns its URL. A missing binary fails the test: CI must
-// not pass without the real gateway.
+// startPushgateway runs a Pushgateway on a free loopback port, in memory
+// only, and returns its URL. A missing binary fails the test: CI must not
+// pass without the real gateway.
 func startPushgateway(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -62,22 +67,21 @@ func startPushgateway(t *testing.T) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	// No --persistence.file: the state lives in memory and dies with the process.
 	url, _ := runPushgateway(t, addr)
 	return url
 }
 
-// runPushgateway starts prometheus-pushgateway listening on addr with extra
-// flags, waits until it is ready, and returns its URL and a stop function
+// runPushgateway starts a Pushgateway listening on addr with extra flags,
+// waits until it is ready, and returns its URL and a stop function
 // (SIGTERM, as Kubernetes stops a pod, then wait).
 func runPushgateway(t *testing.T, addr string, args ...string) (string, func()) {
 	t.Helper()
-	path, err := exec.LookPath("prometheus-pushgateway")
-	if err != nil {
-		if _, serr := os.Stat("/usr/bin/prometheus-pushgateway"); serr != nil {
-			t.Fatalf("prometheus-pushgateway not found (Debian package prometheus-pushgateway): %v", err)
-		}
-		path = "/usr/bin/prometheus-pushgateway"
+	path := toolPath(t, "pushgateway", "prometheus-pushgateway") // Debian names it prometheus-pushgateway
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--persistence.file=") }) {
+		// An empty file keeps the state in memory, dying with the process:
+		// Debian's build defaults to a file that would carry groups over
+		// from one run to the next.
+		args = append(args, "--persistence.file=")
 	}
 	var logs syncBuffer
 	cmd := exec.Command(path, append([]string{"--web.listen-address=" + addr, "--log.level=warn"}, args...)...)

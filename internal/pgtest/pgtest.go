@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,9 +65,13 @@ func Main(m *testing.M) int {
 }
 
 // NewDatabase creates an empty database for one test, dropped when it ends,
-// and returns its URL.
+// and returns its URL. With -short, which runs no external program, it
+// skips the test.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL: runs without -short (make test-go)")
+	}
 	c, err := Shared()
 	if err != nil {
 		t.Fatalf("starting test PostgreSQL: %v", err)
@@ -115,17 +120,37 @@ func withDatabase(base, name string) string {
 	return u.String()
 }
 
+// serverBinary finds a PostgreSQL server program on PATH, else where Debian
+// installs it (/usr/lib/postgresql/VERSION/bin, outside PATH), newest first.
+func serverBinary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(found) == 0 {
+		return "", fmt.Errorf("%s is neither on PATH nor in /usr/lib/postgresql/*/bin", name)
+	}
+	sort.Slice(found, func(i, j int) bool { return pgVersion(found[i]) > pgVersion(found[j]) })
+	return found[0], nil
+}
+
+// pgVersion is the major version in /usr/lib/postgresql/VERSION/bin/NAME.
+func pgVersion(path string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+	return v
+}
+
 func start() (*Cluster, error) {
 	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
 		return &Cluster{AdminURL: u}, nil
 	}
-	initdb, err := exec.LookPath("initdb")
+	initdb, err := serverBinary("initdb")
 	if err != nil {
-		return nil, fmt.Errorf("no TEST_DATABASE_URL and no initdb on PATH (install PostgreSQL server binaries): %w", err)
+		return nil, fmt.Errorf("no TEST_DATABASE_URL and no initdb (install the PostgreSQL server binaries): %w", err)
 	}
-	pgctl, err := exec.LookPath("pg_ctl")
+	pgctl, err := serverBinary("pg_ctl")
 	if err != nil {
-		return nil, fmt.Errorf("no pg_ctl on PATH: %w", err)
+		return nil, err
 	}
 	c := &Cluster{owned: true}
 	if os.Geteuid() == 0 {
@@ -172,7 +197,7 @@ func (c *Cluster) Restart(ctx context.Context) error {
 	if !c.owned {
 		return fmt.Errorf("cannot restart a server given by TEST_DATABASE_URL")
 	}
-	pgctl, _ := exec.LookPath("pg_ctl")
+	pgctl, _ := serverBinary("pg_ctl")
 	// -l: the restarted server must log to the file, not to pg_ctl's output
 	// pipes, or it would hold them open and CombinedOutput would never return.
 	cmd := c.command(pgctl, "-D", c.dataDir, "-l", filepath.Join(filepath.Dir(c.dataDir), "log"), "-m", "fast", "-w", "-t", "60", "restart")
@@ -187,7 +212,7 @@ func (c *Cluster) Stop() {
 	if !c.owned {
 		return
 	}
-	pgctl, _ := exec.LookPath("pg_ctl")
+	pgctl, _ := serverBinary("pg_ctl")
 	_ = c.command(pgctl, "-D", c.dataDir, "-m", "immediate", "-w", "stop").Run()
 	_ = os.RemoveAll(filepath.Dir(c.dataDir))
 }
