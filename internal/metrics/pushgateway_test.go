@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,20 +67,22 @@ func startPushgateway(t *testing.T) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	// An empty --persistence.file keeps the state in memory, dying with the
-	// process: Debian's build defaults to a file that would carry groups
-	// over from one run to the next.
-	url, _ := runPushgateway(t, addr, "--persistence.file=")
+	url, _ := runPushgateway(t, addr)
 	return url
 }
 
 // runPushgateway starts a Pushgateway listening on addr with extra flags,
 // waits until it is ready, and returns its URL and a stop function
-// (SIGTERM, as Kubernetes stops a pod, then wait). Pass a
-// --persistence.file: Debian's build has a default one.
+// (SIGTERM, as Kubernetes stops a pod, then wait).
 func runPushgateway(t *testing.T, addr string, args ...string) (string, func()) {
 	t.Helper()
 	path := toolPath(t, "pushgateway", "prometheus-pushgateway") // Debian names it prometheus-pushgateway
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--persistence.file=") }) {
+		// An empty file keeps the state in memory, dying with the process:
+		// Debian's build defaults to a file that would carry groups over
+		// from one run to the next.
+		args = append(args, "--persistence.file=")
+	}
 	var logs syncBuffer
 	cmd := exec.Command(path, append([]string{"--web.listen-address=" + addr, "--log.level=warn"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -37,10 +37,10 @@ func String(s string) string {
 	}
 	b.WriteString(redactPairs(s[last:]))
 	return wordPattern.ReplaceAllStringFunc(b.String(), func(w string) string {
-		if i := strings.Index(w, "://"); i >= 0 {
-			return redactUserinfo(w, i+3) // also what urlPattern takes for no URL
+		if loc := urlPattern.FindStringIndex(w); loc != nil && loc[0] == 0 {
+			return redactUserinfo(w, strings.Index(w, "://")+3)
 		}
-		return redactUserinfo(w, 0) // a scheme-less user:password@host
+		return redactUserinfo(w, 0) // a scheme-less user:password@host, or garbage
 	})
 }
 
@@ -119,7 +119,7 @@ func redactPairs(s string) string {
 		b.WriteString(s[:loc[1]])
 		s = s[loc[1]:]
 		switch {
-		case strings.HasPrefix(s, Mask):
+		case hidden(s):
 			// Already hidden: what follows is the text around it.
 			b.WriteString(Mask)
 			s = s[len(Mask):]
@@ -128,6 +128,21 @@ func redactPairs(s string) string {
 			s = s[valueEnd(s):]
 		}
 	}
+}
+
+// hidden tells whether the value at the start of s is the Mask alone:
+// followed by the end, a closing quote or bracket, a separator, or the
+// next key=. A password that merely starts like the Mask is not.
+func hidden(s string) bool {
+	if !strings.HasPrefix(s, Mask) {
+		return false
+	}
+	rest := s[len(Mask):]
+	if rest == "" || strings.ContainsRune(`"'&;,)]}`, rune(rest[0])) {
+		return true
+	}
+	loc := nextPair.FindStringIndex(rest)
+	return loc != nil && loc[0] == 0
 }
 
 // valueEnd is the length of the value at the start of s: a libpq quoted

@@ -48,7 +48,7 @@ func FuzzString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, pw string) {
-		if len(pw) < 4 || strings.ContainsAny(pw, "'\\\"<>\x7f") || strings.ContainsFunc(pw, func(r rune) bool { return r < ' ' }) || strings.Contains(pw, "://") || strings.TrimSpace(pw) != pw || strings.Contains(pw, "=") {
+		if len(pw) < 4 || strings.ContainsAny(pw, "'\\\"<>\x7f") || strings.ContainsFunc(pw, func(r rune) bool { return r < ' ' }) || strings.Contains(pw, "://") || strings.TrimSpace(pw) != pw || strings.Contains(pw, "=") || strings.Contains(Mask, pw) {
 			return
 		}
 		for _, in := range []string{
