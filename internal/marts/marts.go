@@ -307,15 +307,23 @@ type step struct {
 // are then disjoint, so a running sum of +1/-1 events counts distinct
 // clients exactly, and a client's events depend on its own days only.
 func clientEvents(sign, scope string) string {
+	// The events of a purchase day depend only on the day and the gap to
+	// the previous one (capped at 30: longer gaps give the same events), so
+	// the client days are counted per (day, gap) first and each of those
+	// few groups, not each client day, expands into its four events.
 	return `INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
 		SELECT e.day, ` + sign + ` * sum(e.d7), ` + sign + ` * sum(e.d30), ` + sign + ` * sum(e.n)
-		FROM (SELECT cd.day, lag(cd.day) OVER (PARTITION BY cd.client_id ORDER BY cd.day) AS prev
-		      FROM ` + scope + `) c
+		FROM (SELECT g.day, CASE WHEN g.gap > 30 THEN 30 ELSE g.gap END AS gap, count(*) AS n
+		      FROM (SELECT cd.day, cd.day - lag(cd.day) OVER (PARTITION BY cd.client_id ORDER BY cd.day) AS gap
+		            FROM ` + scope + `) g
+		      GROUP BY 1, 2) c
+		-- A first purchase (gap null) opens both windows on its day:
+		-- greatest ignores nulls.
 		CROSS JOIN LATERAL (VALUES
-			(greatest(c.day, c.prev + 7), 1, 0, (c.prev IS NULL)::int),
-			(c.day + 7, -1, 0, 0),
-			(greatest(c.day, c.prev + 30), 0, 1, 0),
-			(c.day + 30, 0, -1, 0)) AS e(day, d7, d30, n)
+			(c.day + greatest(0, 7 - c.gap), c.n, 0, CASE WHEN c.gap IS NULL THEN c.n ELSE 0 END),
+			(c.day + 7, -c.n, 0, 0),
+			(c.day + greatest(0, 30 - c.gap), 0, c.n, 0),
+			(c.day + 30, 0, -c.n, 0)) AS e(day, d7, d30, n)
 		GROUP BY e.day
 		ON CONFLICT (day) DO UPDATE SET d7 = t.d7 + EXCLUDED.d7, d30 = t.d30 + EXCLUDED.d30,
 			new_clients = t.new_clients + EXCLUDED.new_clients`
@@ -328,7 +336,10 @@ func cohortActivity(sign, scope string) string {
 		SELECT date_trunc('month', c.first_day)::date, c.month, ` + sign + ` * count(*), ` + sign + ` * sum(c.revenue)
 		FROM (SELECT cd.client_id, date_trunc('month', cd.day)::date AS month, sum(cd.revenue) AS revenue,
 		             min(min(cd.day)) OVER (PARTITION BY cd.client_id) AS first_day
-		      FROM ` + scope + ` GROUP BY 1, 2) c
+		      FROM ` + scope + ` GROUP BY 1, 2
+		      -- Grouped in client order (client_day's client index gives it),
+		      -- the window needs no sort of its own.
+		      ORDER BY 1, 2) c
 		GROUP BY 1, 2
 		ON CONFLICT (cohort_month, activity_month) DO UPDATE SET
 			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`
@@ -344,12 +355,15 @@ func statsOf(src string) string {
 // rfmHistogram adds or subtracts clients (their client_stats rows, c in
 // scope) to the RFM histograms.
 func rfmHistogram(sign, scope string) string {
+	// One grouping per measure: three small aggregates instead of one over
+	// three rows per client.
 	return `INSERT INTO marts.rfm_histogram AS t (measure, bucket, clients)
-		SELECT v.measure, v.bucket, ` + sign + ` * count(*)
-		FROM ` + scope + `
-		CROSS JOIN LATERAL (VALUES ('r', c.last_purchase_date - date '2000-01-01'), ('f', c.frequency::integer),
-			('m', c.m_bucket)) AS v(measure, bucket)
-		GROUP BY 1, 2
+		WITH c AS MATERIALIZED (SELECT c.last_purchase_date, c.frequency, c.m_bucket FROM ` + scope + `)
+		SELECT 'r', last_purchase_date - date '2000-01-01', ` + sign + ` * count(*) FROM c GROUP BY 2
+		UNION ALL
+		SELECT 'f', frequency::integer, ` + sign + ` * count(*) FROM c GROUP BY 2
+		UNION ALL
+		SELECT 'm', m_bucket, ` + sign + ` * count(*) FROM c GROUP BY 2
 		ON CONFLICT (measure, bucket) DO UPDATE SET clients = t.clients + EXCLUDED.clients`
 }
 
@@ -369,6 +383,16 @@ func productMonth(sign string, conflicts bool) string {
 	return q
 }
 
+// sorted runs q, an INSERT whose rows are grouped and then ordered by the
+// same key, with grouping by sorting: sorting the narrow input rows and
+// grouping them in order costs a fraction of hashing them into groups and
+// sorting the wide groups afterwards (seconds on a first update of millions
+// of lines), and the planner, unsure of the number of groups, picks the
+// latter.
+func sorted(q string) []string {
+	return []string{`SET LOCAL enable_hashagg = off`, q, `SET LOCAL enable_hashagg = on`}
+}
+
 // months of the changed days, for the per-month tables.
 const changedMonths = `(SELECT DISTINCT date_trunc('month', d)::date FROM unnest($1::date[]) AS d)`
 
@@ -386,6 +410,9 @@ func steps(fresh bool) []step {
 	if fresh {
 		cur = "marts.client_day cd"
 		out = append(out, step{"emptying the client and product tables", []string{
+			// Every statement of a fresh update handles the whole history:
+			// room for its sorts and hashes in memory, where they fit.
+			`SET LOCAL work_mem = '256MB'`,
 			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
 			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`,
 			`DELETE FROM marts.product_day`, `DELETE FROM marts.product_month`,
@@ -424,15 +451,18 @@ func steps(fresh bool) []step {
 	if fresh {
 		newStats = "marts.client_stats c"
 	}
-	out = append(out, step{"replacing client_day", []string{
-		`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`,
-		`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
+	out = append(out, step{"replacing client_day", append([]string{
+		`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`},
+		sorted(`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
 		SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
 		FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-		GROUP BY 1, 2
-		ORDER BY 2, 1 -- primary key order: the index grows at its end`,
-	}})
-	if !fresh {
+		GROUP BY 2, 1
+		ORDER BY 2, 1 -- primary key order: the index grows at its end`)...,
+	)})
+	if fresh {
+		// The planner should see what was just written, not an empty table.
+		out[len(out)-1].sql = append(out[len(out)-1].sql, `ANALYZE marts.client_day`)
+	} else {
 		out = append(out, step{"collecting the touched clients' new days", []string{
 			`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`,
 			`INSERT INTO marts_new
@@ -450,7 +480,7 @@ func steps(fresh bool) []step {
 	out = append(out,
 		step{"adding the new client events", []string{clientEvents("1", cur)}},
 		step{"adding the new cohort activity", []string{cohortActivity("1", cur)}},
-		step{"updating the client stats", []string{clientStats}},
+		step{"updating the client stats", sorted(clientStats)},
 		step{"adding the new RFM histograms", []string{rfmHistogram("1", newStats)}},
 		step{"dropping empty cells", []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
@@ -495,14 +525,14 @@ func steps(fresh bool) []step {
 		// The changed days' old product totals leave their months, the new
 		// ones come in.
 		step{"subtracting the old product days", []string{productMonth("-1", true)}},
-		step{"replacing product_day", []string{
-			`DELETE FROM marts.product_day WHERE day = ANY($1::date[])`,
-			`INSERT INTO marts.product_day (day, product_id, units, revenue)
+		step{"replacing product_day", append([]string{
+			`DELETE FROM marts.product_day WHERE day = ANY($1::date[])`},
+			sorted(`INSERT INTO marts.product_day (day, product_id, units, revenue)
 			SELECT purchase_date, product_id, sum(quantity), sum(total_price)
 			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
 			GROUP BY 1, 2
-			ORDER BY 1, 2`,
-		}},
+			ORDER BY 1, 2`)...,
+		)},
 		// A fresh update finds the tables empty: plain inserts.
 		step{"adding the new product days", []string{productMonth("1", !fresh)}},
 		step{"updating monthly_products", []string{
