@@ -16,9 +16,9 @@ import (
 
 // Config is everything metabase-setup needs, by environment variable.
 type Config struct {
-	URL            string        `env:"MB_URL"`
-	AdminEmail     string        `env:"MB_ADMIN_EMAIL"`
-	AdminPassword  string        `env:"MB_ADMIN_PASSWORD"`
+	URL            string        `env:"MB_URL,required,notEmpty" expected:"Metabase's base URL, e.g. http://metabase:3000"`
+	AdminEmail     string        `env:"MB_ADMIN_EMAIL,required,notEmpty" expected:"the Metabase admin's email address"`
+	AdminPassword  string        `env:"MB_ADMIN_PASSWORD,required,notEmpty" expected:"the Metabase admin's password"`
 	AdminFirstName string        `env:"MB_ADMIN_FIRST_NAME" envDefault:"Marketplace"`
 	AdminLastName  string        `env:"MB_ADMIN_LAST_NAME" envDefault:"Admin"`
 	SiteName       string        `env:"MB_SITE_NAME" envDefault:"Marketplace analytics"`
@@ -27,11 +27,11 @@ type Config struct {
 	// The warehouse as Metabase connects to it: a read-only role, never
 	// the ETL's owner role, so a dashboard can never change the data.
 	WarehouseName     string `env:"MB_WAREHOUSE_NAME" envDefault:"Marketplace"`
-	WarehouseHost     string `env:"MB_WAREHOUSE_HOST"`
+	WarehouseHost     string `env:"MB_WAREHOUSE_HOST,required,notEmpty" expected:"the PostgreSQL host Metabase connects to"`
 	WarehousePort     int    `env:"MB_WAREHOUSE_PORT" envDefault:"5432"`
-	WarehouseDB       string `env:"MB_WAREHOUSE_DB"`
-	WarehouseUser     string `env:"MB_WAREHOUSE_USER"`
-	WarehousePassword string `env:"MB_WAREHOUSE_PASSWORD"`
+	WarehouseDB       string `env:"MB_WAREHOUSE_DB,required,notEmpty" expected:"the PostgreSQL database name"`
+	WarehouseUser     string `env:"MB_WAREHOUSE_USER,required,notEmpty" expected:"the read-only PostgreSQL role for Metabase"`
+	WarehousePassword string `env:"MB_WAREHOUSE_PASSWORD,required,notEmpty" expected:"the read-only role's password"`
 	// WarehouseSSL and WarehouseSSLMode are sent to Metabase only when set:
 	// left unset, Metabase keeps what it chose (SSL when the server offers
 	// it), and a later run never turns SSL off.
@@ -87,16 +87,10 @@ func LoadConfig(environ map[string]string) (*Config, error) {
 func (c *Config) validate() error {
 	u, err := url.Parse(c.URL)
 	switch {
-	case c.URL == "":
-		return usageErrorf("MB_URL is not set: expected Metabase's base URL, e.g. http://metabase:3000")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
 		return usageErrorf("MB_URL=%q: expected an absolute http:// or https:// URL without credentials, e.g. http://metabase:3000", redact.String(c.URL))
-	case c.AdminEmail == "":
-		return usageErrorf("MB_ADMIN_EMAIL is not set: expected the Metabase admin's email address")
 	case !validEmail(c.AdminEmail):
 		return usageErrorf("MB_ADMIN_EMAIL=%q: expected an email address such as admin@example.com", c.AdminEmail)
-	case c.AdminPassword == "":
-		return usageErrorf("MB_ADMIN_PASSWORD is not set: expected the Metabase admin's password")
 	case strings.TrimSpace(c.AdminFirstName) == "" || strings.TrimSpace(c.AdminLastName) == "":
 		return usageErrorf("MB_ADMIN_FIRST_NAME/MB_ADMIN_LAST_NAME: expected non-blank names")
 	case strings.TrimSpace(c.SiteName) == "":
@@ -105,16 +99,8 @@ func (c *Config) validate() error {
 		return usageErrorf("MB_SETUP_TIMEOUT=%s: expected a positive duration such as 10m", c.SetupTimeout)
 	case strings.TrimSpace(c.WarehouseName) == "":
 		return usageErrorf("MB_WAREHOUSE_NAME: expected a non-blank name for the database in Metabase")
-	case c.WarehouseHost == "":
-		return usageErrorf("MB_WAREHOUSE_HOST is not set: expected the PostgreSQL host Metabase connects to")
 	case c.WarehousePort < 1 || c.WarehousePort > 65535:
 		return usageErrorf("MB_WAREHOUSE_PORT=%d: expected a TCP port from 1 to 65535", c.WarehousePort)
-	case c.WarehouseDB == "":
-		return usageErrorf("MB_WAREHOUSE_DB is not set: expected the PostgreSQL database name")
-	case c.WarehouseUser == "":
-		return usageErrorf("MB_WAREHOUSE_USER is not set: expected the read-only PostgreSQL role for Metabase")
-	case c.WarehousePassword == "":
-		return usageErrorf("MB_WAREHOUSE_PASSWORD is not set: expected the read-only role's password")
 	case strings.TrimSpace(c.CollectionName) == "":
 		return usageErrorf("MB_COLLECTION_NAME: expected a non-blank collection name")
 	case strings.TrimSpace(c.AnalystsGroup) == "" || c.AnalystsGroup == allUsersName || c.AnalystsGroup == "Administrators":

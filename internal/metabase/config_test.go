@@ -71,7 +71,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		set, unset string // "KEY=value" to set, KEY to remove
 		want       string
 	}{
-		{unset: "MB_URL", want: "MB_URL is not set"},
+		{unset: "MB_URL", want: "MB_URL is not set: expected Metabase's base URL"},
+		{set: "MB_URL=", want: "MB_URL is empty: expected Metabase's base URL"},
+		{set: "MB_WAREHOUSE_PASSWORD=", want: "MB_WAREHOUSE_PASSWORD is empty: expected the read-only role's password"},
 		{set: "MB_URL=metabase:3000", want: "MB_URL="},
 		{set: "MB_URL=http://user:pw@metabase:3000", want: "MB_URL="},
 		{unset: "MB_ADMIN_EMAIL", want: "MB_ADMIN_EMAIL"},
