@@ -107,18 +107,21 @@ func (s *Store) BeginDay(ctx context.Context, date time.Time, runID int64) (*Day
 	}
 	// A row lock on the day in a bookkeeping table: unlike an advisory
 	// lock, a role without UPDATE privilege there (the read-only one)
-	// cannot take it and so cannot hold up loads.
-	if _, err := tx.ExecContext(ctx, `INSERT INTO marketplace.day_locks (purchase_date) VALUES ($1)
-		ON CONFLICT (purchase_date) DO UPDATE SET purchase_date = EXCLUDED.purchase_date`, d.date); err != nil {
-		return fail("waiting for the day's lock", err)
-	}
+	// cannot take it and so cannot hold up loads. The lock and the read of
+	// the day's state go in one round trip, as two statements of one
+	// simple query: each takes its own snapshot, so the state is read as
+	// it is once the lock is held (one statement, e.g. a WITH, would read
+	// the state from before a wait for another loader). Without
+	// arguments the date is a literal: time.Format's digits and dashes.
 	var st DayState
-	err = tx.QueryRowContext(ctx, `SELECT purchase_date, status, checksum, attempts, rows_loaded
-		FROM marketplace.day_loads WHERE purchase_date = $1`, d.date).Scan(&st.Date, &st.Status, &st.Checksum, &st.Attempts, &st.Rows)
+	err = tx.QueryRowContext(ctx, `INSERT INTO marketplace.day_locks (purchase_date) VALUES ('`+d.date+`')
+			ON CONFLICT (purchase_date) DO UPDATE SET purchase_date = EXCLUDED.purchase_date;
+		SELECT purchase_date, status, checksum, attempts, rows_loaded
+			FROM marketplace.day_loads WHERE purchase_date = '`+d.date+`'`).Scan(&st.Date, &st.Status, &st.Checksum, &st.Attempts, &st.Rows)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
-		return fail("reading the day's state", err)
+		return fail("waiting for the day's lock and reading the day's state", err)
 	default:
 		d.stored = &st
 	}
@@ -382,13 +385,14 @@ func (d *DayTx) commit() error {
 	return d.Rollback()
 }
 
-// deleteDay removes the day's lines and rejects, in one statement: each
-// statement with arguments costs lib/pq two round trips, and every day of
-// a backfill runs this.
+// deleteDay removes the day's lines and rejects. Every day of a backfill
+// runs this: one simple query without arguments (the date literal is
+// time.Format's digits and dashes) is one round trip, where each statement
+// with arguments costs lib/pq two.
 func (d *DayTx) deleteDay(ctx context.Context) error {
 	return d.exec(ctx, "removing the previous lines and rejects", `
-		WITH lines AS (DELETE FROM marketplace.purchases WHERE purchase_date = $1)
-		DELETE FROM marketplace.rejected_purchases WHERE purchase_date = $1`, d.date)
+		DELETE FROM marketplace.purchases WHERE purchase_date = '`+d.date+`';
+		DELETE FROM marketplace.rejected_purchases WHERE purchase_date = '`+d.date+`'`)
 }
 
 // exec runs one statement in the day's transaction.
