@@ -156,6 +156,10 @@ type fakeStore struct {
 	downAfter string
 	// beforeCommit, when set, runs as a day commits.
 	beforeCommit func(date string)
+	// onBegin, when set, runs as a day's transaction begins.
+	onBegin func(date string)
+	// commitFails makes a date's next commits fail as a lost connection.
+	commitFails map[string]int
 	// hideStates makes DayStates miss every day, as when another process
 	// loads them between the plan and the load.
 	hideStates bool
@@ -199,6 +203,9 @@ func (s *fakeStore) BeginDay(ctx context.Context, day time.Time, runID int64) (D
 		return nil, errDBDown
 	}
 	tx := &fakeTx{s: s, date: day.Format(time.DateOnly), runID: runID}
+	if s.onBegin != nil {
+		s.onBegin(tx.date)
+	}
 	if d := s.days[tx.date]; d != nil {
 		st := d.state
 		tx.stored = &st
@@ -283,6 +290,15 @@ func (t *fakeTx) Accept(ctx context.Context, sum etl.Summary) (etl.Outcome, erro
 	}
 	if t.s.beforeCommit != nil {
 		t.s.beforeCommit(t.date)
+	}
+	t.s.mu.Lock()
+	fail := t.s.commitFails[t.date] > 0
+	if fail {
+		t.s.commitFails[t.date]--
+	}
+	t.s.mu.Unlock()
+	if fail {
+		return 0, errDBDown
 	}
 	if t.stored != nil && t.stored.Status == store.StatusLoaded && t.stored.Checksum.String == sum.Checksum {
 		t.s.j.add("unchanged %s", t.date)

@@ -97,19 +97,22 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 	defer p.Progress.Done()
 	defer p.dropPrefetch()
 	var fatal error
-	for i, d := range todo {
-		if ctx.Err() != nil {
-			fatal = fmt.Errorf("interrupted before %s: %w", d.Format(time.DateOnly), context.Cause(ctx))
-			break
+	// Two days are in flight at a time: once a day's lines are all read,
+	// the next day begins while the server finishes the first one's COPY
+	// and commits it. Days are still reported, and retried, in order.
+	finish := func(r *dayRun) {
+		if fatal != nil {
+			// The pass is stopping. A day already in flight is reported
+			// if it loaded; if it failed, it failed for the same reason,
+			// and retrying it would only delay the stop.
+			if r.wait(); r.err != nil {
+				p.Log.Warn("day abandoned: the pass is stopping", "date", r.day.Format(time.DateOnly), "err", r.err)
+				return
+			}
 		}
-		skipDone := !plan.Force && !plan.Always[d]
-		var next time.Time
-		if i+1 < len(todo) {
-			next = todo[i+1]
-		}
-		rep := p.loadDay(ctx, runID, d, next, skipDone)
+		rep := p.loadDay(ctx, runID, r)
 		p.Recorder.DayFinished(rep)
-		p.Progress.Day(i+1, rep)
+		p.Progress.Day(r.index, rep)
 		res.Add(rep)
 		if rep.Outcome == etl.Failed {
 			var rr *RejectRatioError
@@ -122,9 +125,35 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 				fatal = rep.Err
 			}
 		}
+	}
+	var prev *dayRun
+	for i, d := range todo {
+		if ctx.Err() != nil {
+			fatal = fmt.Errorf("interrupted before %s: %w", d.Format(time.DateOnly), context.Cause(ctx))
+			break
+		}
+		var next time.Time
+		if i+1 < len(todo) {
+			next = todo[i+1]
+		}
+		cur := p.startDay(ctx, runID, i+1, d, next, !plan.Force && !plan.Always[d])
+		if prev != nil {
+			finish(prev)
+		}
+		prev = cur
+		if cur.ended() {
+			// Nothing to overlap (skipped, no data, or failed before its
+			// lines): report it now, so that a failure that stops the pass
+			// stops it before the next day.
+			finish(cur)
+			prev = nil
+		}
 		if fatal != nil {
 			break
 		}
+	}
+	if prev != nil {
+		finish(prev)
 	}
 	// Every pass brings the marts up to date, even one that loaded nothing:
 	// days an earlier pass changed but could not carry into the marts
@@ -140,15 +169,20 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 	return res, fatal
 }
 
-// loadDay loads one day, retrying transient faults with backoff; on a
-// persistent fault the day is marked failed and the pass goes on.
-func (p *Pipeline) loadDay(ctx context.Context, runID int64, day, next time.Time, skipDone bool) etl.DayReport {
-	start := time.Now()
-	rep := etl.DayReport{Date: day}
-	log := p.Log.With("date", day.Format(time.DateOnly))
+// loadDay waits for r's first attempt and retries the day on transient
+// faults with backoff; on a persistent fault the day is marked failed and
+// the pass goes on. Retries run here, in order: the next day's first
+// attempt may still be committing, but no other request is in flight.
+func (p *Pipeline) loadDay(ctx context.Context, runID int64, r *dayRun) etl.DayReport {
+	r.wait()
+	rep := etl.DayReport{Date: r.day}
+	log := p.Log.With("date", r.day.Format(time.DateOnly))
+	outcome, sum, err := r.outcome, r.sum, r.err
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			outcome, sum, err = p.loadOnce(ctx, runID, r.day, time.Time{}, r.skipDone, nil)
+		}
 		rep.Attempts = attempt
-		outcome, sum, err := p.loadOnce(ctx, runID, day, next, skipDone)
 		rep.Outcome, rep.Summary, rep.Err = outcome, sum, err
 		if err == nil {
 			break
@@ -164,12 +198,12 @@ func (p *Pipeline) loadDay(ctx context.Context, runID int64, day, next time.Time
 		case <-ctx.Done():
 		}
 	}
-	rep.Duration = time.Since(start)
+	rep.Duration = time.Since(r.start)
 	if rep.Err != nil {
 		rep.Outcome = etl.Failed
 		var rr *RejectRatioError
 		if !errors.As(rep.Err, &rr) && ctx.Err() == nil && !dbLost(rep.Err) {
-			if err := p.Store.MarkFailed(ctx, day, runID, rep.Err.Error()); err != nil {
+			if err := p.Store.MarkFailed(ctx, r.day, runID, rep.Err.Error()); err != nil {
 				log.Error("could not record the failure", "err", err)
 			}
 		}
@@ -201,8 +235,10 @@ func (p *Pipeline) backoff(attempt int, retryAfter time.Duration) time.Duration 
 	return d
 }
 
-// loadOnce is one attempt: one HTTP response streamed into one transaction.
-func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Time, skipDone bool) (etl.Outcome, etl.Summary, error) {
+// loadOnce is one attempt: one HTTP response streamed into one
+// transaction. read, if not nil, is called once every line is read and
+// validated, when only the database's part of the attempt is left.
+func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Time, skipDone bool, read func()) (etl.Outcome, etl.Summary, error) {
 	var sum etl.Summary
 	date := day.Format(time.DateOnly)
 	tx, err := p.Store.BeginDay(ctx, day, runID)
@@ -246,6 +282,9 @@ func (p *Pipeline) loadOnce(ctx context.Context, runID int64, day, next time.Tim
 			long, isLong := errors.AsType[*marketplace.LongElement](err)
 			switch {
 			case errors.Is(err, io.EOF):
+				if read != nil {
+					read()
+				}
 				return nil
 			case isLong:
 				// raw is the element's start: that is all that is checksummed and kept.

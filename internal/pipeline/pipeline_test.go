@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -397,5 +398,73 @@ func TestInterruptedPassStops(t *testing.T) {
 	}
 	if res.Totals != (etl.RunTotals{}) || f.api.requests("2023-01-01") != 0 {
 		t.Fatalf("totals %+v; want nothing done", res.Totals)
+	}
+}
+
+// TestNextDayStartsWhileADayCommits: once a day's lines are read, the next
+// day begins while the first one still commits (two days in flight); both
+// are loaded and reported in order.
+func TestNextDayStartsWhileADayCommits(t *testing.T) {
+	f := newFixture(t)
+	for _, d := range []string{"2023-01-01", "2023-01-02"} {
+		f.api.set(d, answer{lines: lines(d, 3)})
+	}
+	begun := make(chan struct{})
+	f.db.onBegin = func(date string) {
+		if date == "2023-01-02" {
+			close(begun)
+		}
+	}
+	f.db.beforeCommit = func(date string) {
+		if date != "2023-01-01" {
+			return
+		}
+		select {
+		case <-begun:
+		case <-time.After(5 * time.Second):
+			t.Error("2023-01-02 did not begin while 2023-01-01 was committing")
+		}
+	}
+	res, err := f.run(t, Plan{Days: days(t, "2023-01-01", "2023-01-02")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Totals.DaysLoaded != 2 {
+		t.Fatalf("totals %+v, want 2 days loaded", res.Totals)
+	}
+	if len(f.rep.days) != 2 || f.rep.days[0].Date.Format(time.DateOnly) != "2023-01-01" || f.rep.days[1].Date.Format(time.DateOnly) != "2023-01-02" {
+		t.Fatalf("reported %+v, want 2023-01-01 then 2023-01-02", f.rep.days)
+	}
+}
+
+// TestCommitFailureRetriedWhileTheNextDayIsInFlight: a day whose commit
+// fails after the next day has begun is retried, and reported before it.
+func TestCommitFailureRetriedWhileTheNextDayIsInFlight(t *testing.T) {
+	f := newFixture(t)
+	for _, d := range []string{"2023-01-01", "2023-01-02", "2023-01-03"} {
+		f.api.set(d, answer{lines: lines(d, 3)})
+	}
+	f.db.commitFails = map[string]int{"2023-01-01": 1, "2023-01-02": 1}
+	res, err := f.run(t, Plan{Days: days(t, "2023-01-01", "2023-01-03")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Totals.DaysLoaded != 3 || res.Totals.DaysFailed != 0 {
+		t.Fatalf("totals %+v, want 3 days loaded", res.Totals)
+	}
+	var order []string
+	for _, rep := range f.rep.days {
+		order = append(order, fmt.Sprintf("%s/%d", rep.Date.Format(time.DateOnly), rep.Attempts))
+	}
+	if got := strings.Join(order, " "); got != "2023-01-01/2 2023-01-02/2 2023-01-03/1" {
+		t.Fatalf("reported %s, want every day once, in order, the first two after a retry", got)
+	}
+	if f.api.maxInFlight > 1 {
+		t.Fatalf("%d requests were in flight at once, want 1", f.api.maxInFlight)
+	}
+	for _, d := range []string{"2023-01-01", "2023-01-02", "2023-01-03"} {
+		if got := f.db.day(d); got.lines != 3 {
+			t.Fatalf("%s holds %d lines, want 3", d, got.lines)
+		}
 	}
 }
