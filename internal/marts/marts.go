@@ -46,6 +46,8 @@ var Names = []string{
 // a check that they exist or a comparison of two databases.
 var Helpers = []string{
 	"marts.client_day",
+	"marts.product_days",
+	"marts.product_months",
 	"marts.client_first_purchase",
 	"marts.client_stats",
 	"marts.client_events",
@@ -63,10 +65,9 @@ var Helpers = []string{
 
 // Tables are the tables Update writes; Rebuild empties them first.
 var Tables = []string{
-	"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.client_day",
-	"marts.client_stats", "marts.client_events", "marts.cohort_activity", "marts.product_day", "marts.product_month",
-	"marts.monthly_products", "marts.abc_xyz_period", "marts.product_period", "marts.rfm_thresholds",
-	"marts.rfm_histogram",
+	"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.client_stats",
+	"marts.client_events", "marts.cohort_activity", "marts.product_days", "marts.product_months",
+	"marts.abc_xyz_period", "marts.product_period", "marts.rfm_thresholds", "marts.rfm_histogram",
 }
 
 // DefaultLockTimeout bounds the wait for another process's marts update
@@ -199,7 +200,7 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 		return 0, tx.Commit()
 	}
 	var fresh bool
-	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_day)`).Scan(&fresh); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
 		return 0, fmt.Errorf("reading the state of the marts: %w", err)
 	}
 	arg := pq.Array(days)
@@ -298,24 +299,24 @@ type step struct {
 }
 
 // clientEvents adds (sign 1) or subtracts (sign -1) the contribution of
-// the client_day rows of scope (cd: client_id, day, revenue) to
-// client_events. Rolling distinct counts
-// without a self-join: a client is in the N-day window of day x when it
-// bought on some d in [x-N+1, x], i.e. x lies in [d, d+N). Each purchase
-// day adds the part of that interval not already covered by the client's
-// previous purchase day p: [max(d, p+N), d+N). The intervals of one client
-// are then disjoint, so a running sum of +1/-1 events counts distinct
-// clients exactly, and a client's events depend on its own days only.
+// the clients of scope (x: client_stats rows) to client_events. Rolling
+// distinct counts without a self-join: a client is in the N-day window of
+// day x when it bought on some d in [x-N+1, x], i.e. x lies in [d, d+N).
+// Each purchase day adds the part of that interval not already covered by
+// the client's previous purchase day p: [max(d, p+N), d+N). The intervals
+// of one client are then disjoint, so a running sum of +1/-1 events counts
+// distinct clients exactly, and a client's events depend on its own days
+// only.
 func clientEvents(sign, scope string) string {
 	// The events of a purchase day depend only on the day and the gap to
 	// the previous one (capped at 30: longer gaps give the same events), so
-	// the client days are counted per (day, gap) first and each of those
-	// few groups, not each client day, expands into its four events.
+	// the purchase days are counted per (day, gap) first and each of those
+	// few groups, not each purchase day, expands into its four events. The
+	// days are sorted, so the previous one is the previous element.
 	return `INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
 		SELECT e.day, ` + sign + ` * sum(e.d7), ` + sign + ` * sum(e.d30), ` + sign + ` * sum(e.n)
-		FROM (SELECT g.day, CASE WHEN g.gap > 30 THEN 30 ELSE g.gap END AS gap, count(*) AS n
-		      FROM (SELECT cd.day, cd.day - lag(cd.day) OVER (PARTITION BY cd.client_id ORDER BY cd.day) AS gap
-		            FROM ` + scope + `) g
+		FROM (SELECT x.days[i] AS day, CASE WHEN i > 1 THEN least(x.days[i] - x.days[i - 1], 30) END AS gap, count(*) AS n
+		      FROM ` + scope + `, generate_subscripts(x.days, 1) AS i
 		      GROUP BY 1, 2) c
 		-- A first purchase (gap null) opens both windows on its day:
 		-- greatest ignores nulls.
@@ -329,36 +330,31 @@ func clientEvents(sign, scope string) string {
 			new_clients = t.new_clients + EXCLUDED.new_clients`
 }
 
-// cohortActivity adds or subtracts the activity of the client_day rows of
-// scope to their clients' cohort (the month of their first purchase).
+// month is the first day of the month of the date expression d; through
+// timestamp, which unlike timestamptz needs no time zone arithmetic.
+func month(d string) string { return `date_trunc('month', (` + d + `)::timestamp)` }
+
+// cohortActivity adds or subtracts the activity of the clients of scope to
+// their cohort (the month of their first purchase): a client is active in
+// a month once, on the first of its days in that month.
 func cohortActivity(sign, scope string) string {
 	return `INSERT INTO marts.cohort_activity AS t (cohort_month, activity_month, active_clients, revenue)
-		SELECT date_trunc('month', c.first_day)::date, c.month, ` + sign + ` * count(*), ` + sign + ` * sum(c.revenue)
-		FROM (SELECT cd.client_id, date_trunc('month', cd.day)::date AS month, sum(cd.revenue) AS revenue,
-		             min(min(cd.day)) OVER (PARTITION BY cd.client_id) AS first_day
-		      FROM ` + scope + ` GROUP BY 1, 2
-		      -- Grouped in client order (client_day's client index gives it),
-		      -- the window needs no sort of its own.
-		      ORDER BY 1, 2) c
+		SELECT ` + month("x.days[1]") + `::date, ` + month("x.days[i]") + `::date,
+		       ` + sign + ` * count(*) FILTER (WHERE i = 1 OR ` + month("x.days[i]") + ` <> ` + month("x.days[i - 1]") + `),
+		       ` + sign + ` * sum(x.revenues[i])
+		FROM ` + scope + `, generate_subscripts(x.days, 1) AS i
 		GROUP BY 1, 2
 		ON CONFLICT (cohort_month, activity_month) DO UPDATE SET
 			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`
 }
 
-// statsOf is the client_stats rows of the client_day rows of src.
-func statsOf(src string) string {
-	return `(SELECT cd.client_id, min(cd.day) AS first_purchase_date, max(cd.day) AS last_purchase_date,
-		count(*) AS frequency, sum(cd.revenue) AS monetary, floor(400 * ln(1 + sum(cd.revenue)::float8))::integer AS m_bucket
-		FROM ` + src + ` GROUP BY cd.client_id) c`
-}
-
-// rfmHistogram adds or subtracts clients (their client_stats rows, c in
-// scope) to the RFM histograms.
+// rfmHistogram adds or subtracts the clients of scope (x: client_stats
+// rows) to the RFM histograms.
 func rfmHistogram(sign, scope string) string {
 	// One grouping per measure: three small aggregates instead of one over
 	// three rows per client.
 	return `INSERT INTO marts.rfm_histogram AS t (measure, bucket, clients)
-		WITH c AS MATERIALIZED (SELECT c.last_purchase_date, c.frequency, c.m_bucket FROM ` + scope + `)
+		WITH c AS MATERIALIZED (SELECT x.last_purchase_date, x.frequency, x.m_bucket FROM ` + scope + `)
 		SELECT 'r', last_purchase_date - date '2000-01-01', ` + sign + ` * count(*) FROM c GROUP BY 2
 		UNION ALL
 		SELECT 'f', frequency::integer, ` + sign + ` * count(*) FROM c GROUP BY 2
@@ -367,21 +363,19 @@ func rfmHistogram(sign, scope string) string {
 		ON CONFLICT (measure, bucket) DO UPDATE SET clients = t.clients + EXCLUDED.clients`
 }
 
-// productMonth adds or subtracts the product_day rows of the changed days
-// to product_month; without conflicts (product_month empty), as plain
-// inserts.
-func productMonth(sign string, conflicts bool) string {
-	q := `INSERT INTO marts.product_month AS t (month, product_id, units, revenue)
-		SELECT date_trunc('month', day)::date, product_id, ` + sign + ` * sum(units), ` + sign + ` * sum(revenue)
-		FROM marts.product_day WHERE day = ANY($1::date[])
-		GROUP BY 1, 2
-		ORDER BY 1, 2`
-	if conflicts {
-		q += `
-		ON CONFLICT (month, product_id) DO UPDATE SET units = t.units + EXCLUDED.units, revenue = t.revenue + EXCLUDED.revenue`
-	}
-	return q
+// statsOf is the client_stats rows of the client days of src (client_id,
+// day, revenue), which must come sorted by client and day: array_agg keeps
+// the input order, so the arrays come out sorted by day without a sort per
+// client.
+func statsOf(src string) string {
+	return `SELECT client_id, days[1], days[cardinality(days)], cardinality(days), monetary,
+		       floor(400 * ln(1 + monetary::float8))::integer, days, revenues
+		FROM (SELECT client_id, array_agg(day) AS days, array_agg(revenue) AS revenues, sum(revenue) AS monetary
+		      FROM (` + src + `) s
+		      GROUP BY client_id) g`
 }
+
+const statsColumns = `(client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket, days, revenues)`
 
 // sorted runs q, an INSERT whose rows are grouped and then ordered by the
 // same key, with grouping by sorting: sorting the narrow input rows and
@@ -393,115 +387,127 @@ func sorted(q string) []string {
 	return []string{`SET LOCAL enable_hashagg = off`, q, `SET LOCAL enable_hashagg = on`}
 }
 
-// months of the changed days, for the per-month tables.
-const changedMonths = `(SELECT DISTINCT date_trunc('month', d)::date FROM unnest($1::date[]) AS d)`
+// The changed days as a relation, for joins: the planner reads one day by
+// index and a year of days with one scan.
+const changedDays = `(SELECT unnest($1::date[]))`
 
-// steps lists the statements of an update. fresh: the client tables are
+// months of the changed days, for the per-month tables.
+const changedMonths = `(SELECT DISTINCT date_trunc('month', d::timestamp)::date FROM unnest($1::date[]) AS d)`
+
+// steps lists the statements of an update. fresh: the client table is
 // empty (first update, rebuild), so there is no old contribution to take
-// away and every client is new: the per-client work needs no list of
-// touched clients.
+// away and every client is new: the client rows are written straight from
+// the lines, and the new contributions read back from them.
 func steps(fresh bool) []step {
 	var out []step
-	// old and new are the touched clients' client_day rows before and
-	// after the change (client_id, day, revenue): read once by index into
-	// temporary tables, then used by every delta. A first update or a
-	// rebuild (fresh) has no old rows and reads client_day whole.
-	old, cur := "marts_old cd", "marts_new cd"
+	// newScope is where the new client rows are: the touched clients' in a
+	// temporary table, or all of them.
+	newScope := "marts_new x"
 	if fresh {
-		cur = "marts.client_day cd"
-		out = append(out, step{"emptying the client and product tables", []string{
+		newScope = "marts.client_stats x"
+		out = append(out, step{"writing the client rows", append([]string{
 			// Every statement of a fresh update handles the whole history:
 			// room for its sorts and hashes in memory, where they fit.
 			`SET LOCAL work_mem = '256MB'`,
 			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
-			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`,
-			`DELETE FROM marts.product_day`, `DELETE FROM marts.product_month`,
-		}})
+			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`},
+			sorted(`INSERT INTO marts.client_stats `+statsColumns+`
+			`+statsOf(`SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
+				FROM marketplace.purchases WHERE purchase_date IN `+changedDays+`
+				GROUP BY 1, 2 ORDER BY 1, 2`)+`
+			ORDER BY client_id`)...)})
 	} else {
 		out = append(out,
-			// The touched clients are few (a day's buyers) next to all
-			// clients: their rows are fetched by index. The planner, costing
-			// random reads high, would rather hash-join whole tables.
-			step{"finding the clients of the changed days", []string{
+			step{"finding the clients of the changed days", append(sorted(
+				`CREATE TEMP TABLE marts_days ON COMMIT DROP AS
+				SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
+				FROM marketplace.purchases WHERE purchase_date IN `+changedDays+`
+				GROUP BY 1, 2`),
+				// The touched clients are few (a day's buyers) next to all
+				// clients: their rows are fetched by primary key. The
+				// planner, costing random reads high, would rather hash-join
+				// whole tables.
 				`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
-				`CREATE TEMP TABLE marts_touched (client_id integer PRIMARY KEY) ON COMMIT DROP`,
-				`INSERT INTO marts_touched
-				SELECT client_id FROM marts.client_day WHERE day = ANY($1::date[])
-				UNION
-				SELECT client_id FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])`,
-				`ANALYZE marts_touched`,
 				`CREATE TEMP TABLE marts_old ON COMMIT DROP AS
-				SELECT cd.client_id, cd.day, cd.revenue FROM marts.client_day cd JOIN marts_touched USING (client_id)`,
+				SELECT c.* FROM marts.client_stats c WHERE c.client_id IN (SELECT DISTINCT client_id FROM marts_days)`,
 				`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
-			}},
+				// Clients who bought on a changed day that the marts already
+				// show, and not any more: only a reload takes days away, and
+				// only then is the table scanned for them.
+				`INSERT INTO marts_old
+				SELECT c.* FROM marts.client_stats c
+				WHERE EXISTS (SELECT FROM marts.daily_sales s WHERE s.day = ANY($1::date[]) AND s.clients > 0)
+				  AND c.days && $1::date[]
+				  AND c.client_id NOT IN (SELECT client_id FROM marts_old)`,
+				`ANALYZE marts_old`,
+			)},
 			// The old contribution of the touched clients goes ...
-			step{"subtracting the old client events", []string{clientEvents("-1", old)}},
-			step{"subtracting the old cohort activity", []string{cohortActivity("-1", old)}},
-			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", statsOf(old))}},
+			step{"subtracting the old client events", []string{clientEvents("-1", "marts_old x")}},
+			step{"subtracting the old cohort activity", []string{cohortActivity("-1", "marts_old x")}},
+			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", "marts_old x")}},
+			step{"rewriting the touched clients", append([]string{
+				`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`},
+				append(sorted(`INSERT INTO marts_new `+statsColumns+`
+				`+statsOf(`SELECT o.client_id, u.day, u.revenue
+					FROM marts_old o, unnest(o.days, o.revenues) AS u(day, revenue)
+					WHERE u.day <> ALL($1::date[])
+					UNION ALL
+					SELECT client_id, day, revenue FROM marts_days
+					ORDER BY 1, 2`)),
+					`ANALYZE marts_new`,
+					`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
+					`DELETE FROM marts.client_stats c USING marts_old o WHERE c.client_id = o.client_id`,
+					`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
+					`INSERT INTO marts.client_stats SELECT * FROM marts_new ORDER BY client_id`)...)},
 		)
-	}
-	// The touched clients' stats were deleted (a fresh update emptied the
-	// table): plain inserts.
-	clientStats := `INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
-		SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket FROM ` + statsOf(cur) + `
-		ORDER BY client_id`
-	// The new histogram entries: the new stats of the touched clients, or
-	// every client's, just inserted.
-	newStats := statsOf(cur)
-	if fresh {
-		newStats = "marts.client_stats c"
-	}
-	out = append(out, step{"replacing client_day", append([]string{
-		`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`},
-		sorted(`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
-		SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
-		FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-		GROUP BY 2, 1
-		ORDER BY 2, 1 -- primary key order: the index grows at its end`)...,
-	)})
-	if fresh {
-		// The planner should see what was just written, not an empty table.
-		out[len(out)-1].sql = append(out[len(out)-1].sql, `ANALYZE marts.client_day`)
-	} else {
-		out = append(out, step{"collecting the touched clients' new days", []string{
-			`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`,
-			`INSERT INTO marts_new
-			SELECT client_id, day, revenue FROM marts_old WHERE day <> ALL($1::date[])
-			UNION ALL
-			SELECT client_id, day, revenue FROM marts.client_day WHERE day = ANY($1::date[])`,
-			`ANALYZE marts_new`,
-		}}, step{"removing the touched clients' stats", []string{
-			`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
-			`DELETE FROM marts.client_stats c USING marts_touched t WHERE c.client_id = t.client_id`,
-			`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
-		}})
 	}
 	// ... and the new one comes in.
 	out = append(out,
-		step{"adding the new client events", []string{clientEvents("1", cur)}},
-		step{"adding the new cohort activity", []string{cohortActivity("1", cur)}},
-		step{"updating the client stats", sorted(clientStats)},
-		step{"adding the new RFM histograms", []string{rfmHistogram("1", newStats)}},
+		step{"adding the new client events", []string{clientEvents("1", newScope)}},
+		step{"adding the new cohort activity", []string{cohortActivity("1", newScope)}},
+		step{"adding the new RFM histograms", []string{rfmHistogram("1", newScope)}},
 		step{"dropping empty cells", []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
 			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
 			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
 		}},
+		step{"replacing product_days", append([]string{
+			`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
+			sorted(`INSERT INTO marts.product_days (day, product_ids, units, revenue)
+			SELECT day, array_agg(product_id), array_agg(units), array_agg(revenue)
+			FROM (SELECT purchase_date AS day, product_id, sum(quantity)::bigint AS units, sum(total_price) AS revenue
+			      FROM marketplace.purchases WHERE purchase_date IN `+changedDays+`
+			      GROUP BY 1, 2 ORDER BY 1, 2) p
+			GROUP BY day`)...,
+		)},
+		// A changed month is summed again from its days: at most 31 rows of
+		// product_days.
+		step{"replacing product_months", append([]string{
+			`DELETE FROM marts.product_months WHERE month IN ` + changedMonths},
+			sorted(`INSERT INTO marts.product_months (month, product_ids, units, revenue)
+			SELECT month, array_agg(product_id), array_agg(units), array_agg(revenue)
+			FROM (SELECT `+month("d.day")+`::date AS month, u.product_id, sum(u.units)::bigint AS units, sum(u.revenue) AS revenue
+			      FROM marts.product_days d, unnest(d.product_ids, d.units, d.revenue) AS u(product_id, units, revenue)
+			      WHERE `+month("d.day")+`::date IN `+changedMonths+`
+			      GROUP BY 1, 2 ORDER BY 1, 2) p
+			GROUP BY month`)...,
+		)},
 		step{"replacing daily_sales", []string{
 			`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`,
 			`WITH agg AS (
 				SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
 				       sum(quantity * price_per_item) AS gross_revenue, sum(quantity * discount_per_item) AS discount,
-				       count(DISTINCT client_id) AS clients, count(DISTINCT product_id) AS products
-				FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+				       count(DISTINCT client_id) AS clients
+				FROM marketplace.purchases WHERE purchase_date IN ` + changedDays + `
 				GROUP BY 1
 			)
 			INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
 			SELECT d.day, coalesce(a.lines, 0), coalesce(a.units, 0), coalesce(a.revenue, 0), coalesce(a.gross_revenue, 0),
-			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0), coalesce(a.products, 0),
-			       a.revenue / nullif(a.lines, 0)
+			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0),
+			       coalesce(cardinality(p.product_ids), 0), a.revenue / nullif(a.lines, 0)
 			FROM unnest($1::date[]) AS d(day)
 			LEFT JOIN agg a USING (day)
+			LEFT JOIN marts.product_days p USING (day)
 			-- A day loaded with no lines is a real zero, not a gap: keep it.
 			WHERE a.day IS NOT NULL
 			   OR EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = d.day AND dl.status = 'loaded')`,
@@ -511,7 +517,7 @@ func steps(fresh bool) []step {
 			`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
 			SELECT purchase_date, gender::text, count(*), sum(quantity)::bigint, sum(total_price), sum(quantity * price_per_item),
 			       sum(quantity * discount_per_item), count(DISTINCT client_id), sum(total_price) / count(*)
-			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			FROM marketplace.purchases WHERE purchase_date IN ` + changedDays + `
 			GROUP BY purchase_date, gender`,
 		}},
 		step{"replacing sales_by_hour", []string{
@@ -519,30 +525,17 @@ func steps(fresh bool) []step {
 			`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
 			SELECT purchase_date, (seconds_from_midnight / 3600)::smallint, count(*), sum(quantity)::bigint, sum(total_price),
 			       count(DISTINCT client_id)
-			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			FROM marketplace.purchases WHERE purchase_date IN ` + changedDays + `
 			GROUP BY purchase_date, seconds_from_midnight / 3600`,
 		}},
-		// The changed days' old product totals leave their months, the new
-		// ones come in.
-		step{"subtracting the old product days", []string{productMonth("-1", true)}},
-		step{"replacing product_day", append([]string{
-			`DELETE FROM marts.product_day WHERE day = ANY($1::date[])`},
-			sorted(`INSERT INTO marts.product_day (day, product_id, units, revenue)
-			SELECT purchase_date, product_id, sum(quantity), sum(total_price)
-			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-			GROUP BY 1, 2
-			ORDER BY 1, 2`)...,
-		)},
-		// A fresh update finds the tables empty: plain inserts.
-		step{"adding the new product days", []string{productMonth("1", !fresh)}},
-		step{"updating monthly_products", []string{
-			`DELETE FROM marts.product_month WHERE month IN ` + changedMonths + ` AND units = 0`,
-			`DELETE FROM marts.monthly_products WHERE month IN ` + changedMonths,
-			`INSERT INTO marts.monthly_products (month, products)
-			SELECT month, count(*) FROM marts.product_month WHERE month IN ` + changedMonths + `
-			GROUP BY month`,
-		}},
 	)
+	if fresh {
+		// The next update's plans should see what was just written, not
+		// empty tables.
+		out = append(out, step{"analyzing the written tables", []string{
+			`ANALYZE marts.client_stats`, `ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`,
+		}})
+	}
 	return out
 }
 
@@ -600,9 +593,10 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	}
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO marts.product_period (product_id, revenue, units, units_sq)
-		SELECT product_id, sum(revenue), sum(units), sum(units::numeric * units)
-		FROM marts.product_month WHERE month >= $1::date AND month < $2::date
-		GROUP BY product_id`, start.String, endExcl.String); err != nil {
+		SELECT u.product_id, sum(u.revenue), sum(u.units), sum(u.units::numeric * u.units)
+		FROM marts.product_months m, unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
+		WHERE m.month >= $1::date AND m.month < $2::date
+		GROUP BY u.product_id`, start.String, endExcl.String); err != nil {
 		return fmt.Errorf("recomputing the ABC/XYZ period totals: %w", err)
 	}
 	return nil

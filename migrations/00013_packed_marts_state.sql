@@ -1,0 +1,170 @@
+-- +goose Up
+-- +goose StatementBegin
+-- The marts' per-client and per-product state, packed so that a first
+-- update after a backfill writes about one row per client and a few
+-- hundred rows for the products, instead of one indexed row per line.
+--
+-- 00011 kept marts.client_day (one row per client and day, i.e. about
+-- one per purchase line, in two indexes, one of them in random order) and
+-- marts.product_day (one row per product and day: again about one per
+-- line). Writing them was most of the cost of a first update (65 s for
+-- 2 M lines against 19 s to load them; docs/benchmarks.md). Now:
+--   * marts.client_stats carries each client's purchase days and revenue
+--     per day as two arrays sorted by day: an update reads and rewrites the
+--     touched clients' rows by primary key, and a first update writes one
+--     row per client in key order;
+--   * marts.product_days holds one row per day (the day's products, units
+--     and revenue as arrays), marts.product_months one row per month;
+--   * client_day, product_day, product_month and monthly_products become
+--     views over them, with the same columns (client_day without lines and
+--     units, which no mart used);
+--   * the monetary-bucket index of client_stats goes: filled in random
+--     order it cost more than the table itself; the RFM update scans the
+--     table for the one or two buckets it needs instead.
+-- The marts are emptied and every day queued again: the next pass fills
+-- them, in one transaction, from the loaded lines.
+DROP VIEW marts.monthly_sales;
+DROP TABLE marts.monthly_products, marts.product_month, marts.product_day, marts.client_day;
+DROP INDEX marts.client_stats_m_bucket_idx;
+
+DELETE FROM marts.daily_sales;
+DELETE FROM marts.sales_by_gender;
+DELETE FROM marts.sales_by_hour;
+DELETE FROM marts.client_stats;
+DELETE FROM marts.client_events;
+DELETE FROM marts.cohort_activity;
+DELETE FROM marts.rfm_histogram;
+DELETE FROM marts.rfm_thresholds;
+DELETE FROM marts.abc_xyz_period;
+DELETE FROM marts.product_period;
+DELETE FROM marketplace.marts_queue;
+INSERT INTO marketplace.marts_queue (purchase_date)
+SELECT purchase_date FROM marketplace.day_loads
+UNION
+SELECT DISTINCT purchase_date FROM marketplace.purchases;
+
+ALTER TABLE marts.client_stats
+    ADD COLUMN days     date[]    NOT NULL,
+    ADD COLUMN revenues numeric[] NOT NULL;
+COMMENT ON TABLE marts.client_stats IS 'Internal helper, grain: client. First and last purchase day, purchase days and revenue over all loaded data, and the purchase days themselves; rewritten for the clients of the days a pass changed. Base of client_rfm, client_first_purchase and client_day.';
+COMMENT ON COLUMN marts.client_stats.m_bucket IS 'floor(400 * ln(1 + monetary)) in float8: the bucket of marts.rfm_histogram the client''s monetary value falls in.';
+COMMENT ON COLUMN marts.client_stats.days IS 'The client''s purchase days, ascending (cardinality = frequency).';
+COMMENT ON COLUMN marts.client_stats.revenues IS 'Revenue (sum of total_price) of the client on each day of days, same order.';
+
+CREATE TABLE marts.product_days (
+    day         date      PRIMARY KEY,
+    product_ids integer[] NOT NULL,
+    units       bigint[]  NOT NULL,
+    revenue     numeric[] NOT NULL
+);
+-- Stored uncompressed: compressing a day's arrays (tens of kB) costs more
+-- CPU than the space is worth.
+ALTER TABLE marts.product_days ALTER product_ids SET STORAGE EXTERNAL, ALTER units SET STORAGE EXTERNAL,
+    ALTER revenue SET STORAGE EXTERNAL;
+COMMENT ON TABLE marts.product_days IS 'Internal helper, grain: day with lines. The products sold that day (ascending ids) with their units and revenue, as arrays of the same order; replaced for the changed days. Read it through marts.product_day.';
+COMMENT ON COLUMN marts.product_days.day IS 'Business day.';
+COMMENT ON COLUMN marts.product_days.product_ids IS 'Products sold that day, ascending.';
+COMMENT ON COLUMN marts.product_days.units IS 'Units (sum of quantity) of each product that day.';
+COMMENT ON COLUMN marts.product_days.revenue IS 'Revenue (sum of total_price) of each product that day.';
+
+CREATE TABLE marts.product_months (
+    month       date      PRIMARY KEY,
+    product_ids integer[] NOT NULL,
+    units       bigint[]  NOT NULL,
+    revenue     numeric[] NOT NULL
+);
+ALTER TABLE marts.product_months ALTER product_ids SET STORAGE EXTERNAL, ALTER units SET STORAGE EXTERNAL,
+    ALTER revenue SET STORAGE EXTERNAL;
+COMMENT ON TABLE marts.product_months IS 'Internal helper, grain: month with lines. The products sold in the month (ascending ids) with their units and revenue, recomputed from product_days for the months of the changed days. Base of the ABC/XYZ period and of monthly_sales.products; read it through marts.product_month.';
+COMMENT ON COLUMN marts.product_months.month IS 'First day of the calendar month.';
+COMMENT ON COLUMN marts.product_months.product_ids IS 'Products sold in the month, ascending.';
+COMMENT ON COLUMN marts.product_months.units IS 'Units (sum of quantity) of each product in the month.';
+COMMENT ON COLUMN marts.product_months.revenue IS 'Revenue (sum of total_price) of each product in the month.';
+
+CREATE VIEW marts.client_day AS
+SELECT c.client_id, u.day, u.revenue
+FROM marts.client_stats c, unnest(c.days, c.revenues) AS u(day, revenue);
+COMMENT ON VIEW marts.client_day IS 'Internal helper, grain: client and day with a purchase: the days and revenues of marts.client_stats, one row each.';
+COMMENT ON COLUMN marts.client_day.client_id IS 'Client id.';
+COMMENT ON COLUMN marts.client_day.day IS 'Business day of the purchases.';
+COMMENT ON COLUMN marts.client_day.revenue IS 'Revenue (sum of total_price) of the client that day.';
+
+CREATE VIEW marts.product_day AS
+SELECT d.day, u.product_id, u.units, u.revenue
+FROM marts.product_days d, unnest(d.product_ids, d.units, d.revenue) AS u(product_id, units, revenue);
+COMMENT ON VIEW marts.product_day IS 'Internal helper, grain: day and product sold that day (marts.product_days, one row per product).';
+COMMENT ON COLUMN marts.product_day.day IS 'Business day.';
+COMMENT ON COLUMN marts.product_day.product_id IS 'Product id.';
+COMMENT ON COLUMN marts.product_day.units IS 'Units (sum of quantity) that day.';
+COMMENT ON COLUMN marts.product_day.revenue IS 'Revenue (sum of total_price) that day.';
+
+CREATE VIEW marts.product_month AS
+SELECT m.month, u.product_id, u.units, u.revenue
+FROM marts.product_months m, unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue);
+COMMENT ON VIEW marts.product_month IS 'Internal helper, grain: month and product sold in it (marts.product_months, one row per product).';
+COMMENT ON COLUMN marts.product_month.month IS 'First day of the calendar month.';
+COMMENT ON COLUMN marts.product_month.product_id IS 'Product id.';
+COMMENT ON COLUMN marts.product_month.units IS 'Units (sum of quantity) in the month.';
+COMMENT ON COLUMN marts.product_month.revenue IS 'Revenue (sum of total_price) in the month.';
+
+CREATE VIEW marts.monthly_products AS
+SELECT month, cardinality(product_ids)::bigint AS products FROM marts.product_months;
+COMMENT ON VIEW marts.monthly_products IS 'Internal helper, grain: month. Distinct products sold in the month.';
+COMMENT ON COLUMN marts.monthly_products.month IS 'First day of the calendar month.';
+COMMENT ON COLUMN marts.monthly_products.products IS 'Distinct products sold in the month.';
+CREATE VIEW marts.monthly_sales AS
+WITH m AS (
+    SELECT date_trunc('month', day)::date AS month,
+           sum(lines)::bigint             AS lines,
+           sum(units)::bigint             AS units,
+           sum(revenue)                   AS revenue,
+           sum(gross_revenue)             AS gross_revenue,
+           sum(discount)                  AS discount,
+           count(*)                       AS days_loaded
+    FROM marts.daily_sales
+    GROUP BY 1
+), c AS (
+    SELECT activity_month AS month, sum(active_clients)::bigint AS clients
+    FROM marts.cohort_activity
+    GROUP BY 1
+), x AS (
+    SELECT m.*,
+           m.discount / nullif(m.gross_revenue, 0) AS discount_share,
+           coalesce(c.clients, 0)                  AS clients,
+           coalesce(p.products, 0)                 AS products,
+           m.revenue / nullif(m.lines, 0)          AS avg_line_value,
+           -- Against the previous calendar month only: a month without any
+           -- loaded day leaves the next one without a comparison.
+           CASE WHEN lag(m.month) OVER (ORDER BY m.month) = (m.month - interval '1 month')::date
+                THEN lag(m.revenue) OVER (ORDER BY m.month) END AS prev_revenue
+    FROM m
+    LEFT JOIN c USING (month)
+    LEFT JOIN marts.monthly_products p USING (month)
+)
+SELECT month, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value,
+       prev_revenue,
+       revenue - prev_revenue                             AS revenue_mom_change,
+       (revenue - prev_revenue) / nullif(prev_revenue, 0) AS revenue_mom_change_share,
+       days_loaded
+FROM x;
+COMMENT ON VIEW marts.monthly_sales IS 'Grain: calendar month. The daily_sales KPIs per month (distinct clients and products counted over the month, not summed), plus month-over-month revenue change. The newest month is usually incomplete: see days_loaded.';
+COMMENT ON COLUMN marts.monthly_sales.month IS 'First day of the calendar month.';
+COMMENT ON COLUMN marts.monthly_sales.lines IS 'Purchase lines in the month.';
+COMMENT ON COLUMN marts.monthly_sales.units IS 'Units sold: sum of quantity.';
+COMMENT ON COLUMN marts.monthly_sales.revenue IS 'Revenue: sum of total_price.';
+COMMENT ON COLUMN marts.monthly_sales.gross_revenue IS 'Revenue before discount: sum of quantity * price_per_item.';
+COMMENT ON COLUMN marts.monthly_sales.discount IS 'Discount amount: sum of quantity * discount_per_item.';
+COMMENT ON COLUMN marts.monthly_sales.discount_share IS 'discount / gross_revenue; null when gross_revenue is 0.';
+COMMENT ON COLUMN marts.monthly_sales.clients IS 'Distinct clients with a line in the month.';
+COMMENT ON COLUMN marts.monthly_sales.products IS 'Distinct products sold in the month.';
+COMMENT ON COLUMN marts.monthly_sales.avg_line_value IS 'revenue / lines; null for a month without lines.';
+COMMENT ON COLUMN marts.monthly_sales.prev_revenue IS 'Revenue of the previous calendar month; null when that month has no loaded day.';
+COMMENT ON COLUMN marts.monthly_sales.revenue_mom_change IS 'revenue - prev_revenue (month-over-month change); null without a previous month.';
+COMMENT ON COLUMN marts.monthly_sales.revenue_mom_change_share IS '(revenue - prev_revenue) / prev_revenue, e.g. 0.12 = +12 %; null without a previous month or when it had no revenue.';
+COMMENT ON COLUMN marts.monthly_sales.days_loaded IS 'Days of the month present in daily_sales (loaded or with lines): compare with the month length to spot a partial month.';
+-- +goose StatementEnd
+
+-- +goose Down
+-- +goose StatementBegin
+DO $$ BEGIN RAISE EXCEPTION 'migration 00013 cannot be undone: restore a backup taken before it'; END $$;
+-- +goose StatementEnd
