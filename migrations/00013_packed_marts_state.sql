@@ -48,6 +48,10 @@ ALTER TABLE marts.client_stats
     ADD COLUMN revenues numeric[] NOT NULL;
 COMMENT ON TABLE marts.client_stats IS 'Internal helper, grain: client. First and last purchase day, purchase days and revenue over all loaded data, and the purchase days themselves; rewritten for the clients of the days a pass changed. Base of client_rfm, client_first_purchase and client_day.';
 COMMENT ON COLUMN marts.client_stats.m_bucket IS 'floor(400 * ln(1 + monetary)) in float8: the bucket of marts.rfm_histogram the client''s monetary value falls in.';
+-- No statistics on the arrays: nothing filters on their elements, and
+-- ANALYZE would spend seconds collecting element statistics after a first
+-- update.
+ALTER TABLE marts.client_stats ALTER days SET STATISTICS 0, ALTER revenues SET STATISTICS 0;
 COMMENT ON COLUMN marts.client_stats.days IS 'The client''s purchase days, ascending (cardinality = frequency).';
 COMMENT ON COLUMN marts.client_stats.revenues IS 'Revenue (sum of total_price) of the client on each day of days, same order.';
 
@@ -60,7 +64,8 @@ CREATE TABLE marts.product_days (
 -- Stored uncompressed: compressing a day's arrays (tens of kB) costs more
 -- CPU than the space is worth.
 ALTER TABLE marts.product_days ALTER product_ids SET STORAGE EXTERNAL, ALTER units SET STORAGE EXTERNAL,
-    ALTER revenue SET STORAGE EXTERNAL;
+    ALTER revenue SET STORAGE EXTERNAL, ALTER product_ids SET STATISTICS 0, ALTER units SET STATISTICS 0,
+    ALTER revenue SET STATISTICS 0;
 COMMENT ON TABLE marts.product_days IS 'Internal helper, grain: day with lines. The products sold that day (ascending ids) with their units and revenue, as arrays of the same order; replaced for the changed days. Read it through marts.product_day.';
 COMMENT ON COLUMN marts.product_days.day IS 'Business day.';
 COMMENT ON COLUMN marts.product_days.product_ids IS 'Products sold that day, ascending.';
@@ -74,7 +79,8 @@ CREATE TABLE marts.product_months (
     revenue     numeric[] NOT NULL
 );
 ALTER TABLE marts.product_months ALTER product_ids SET STORAGE EXTERNAL, ALTER units SET STORAGE EXTERNAL,
-    ALTER revenue SET STORAGE EXTERNAL;
+    ALTER revenue SET STORAGE EXTERNAL, ALTER product_ids SET STATISTICS 0, ALTER units SET STATISTICS 0,
+    ALTER revenue SET STATISTICS 0;
 COMMENT ON TABLE marts.product_months IS 'Internal helper, grain: month with lines. The products sold in the month (ascending ids) with their units and revenue, recomputed from product_days for the months of the changed days. Base of the ABC/XYZ period and of monthly_sales.products; read it through marts.product_month.';
 COMMENT ON COLUMN marts.product_months.month IS 'First day of the calendar month.';
 COMMENT ON COLUMN marts.product_months.product_ids IS 'Products sold in the month, ascending.';

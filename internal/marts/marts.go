@@ -203,19 +203,10 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
 		return 0, fmt.Errorf("reading the state of the marts: %w", err)
 	}
-	arg := pq.Array(days)
-	for _, s := range steps(fresh) {
-		t0 := time.Now()
-		for _, q := range s.sql {
-			var args []any
-			if strings.Contains(q, "$1") {
-				args = []any{arg}
-			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return 0, fmt.Errorf("%s: %w", s.what, err)
-			}
+	if len(days) > 0 { // a rebuild of an empty database has no days
+		if err := runSteps(ctx, tx, u.log(), steps(fresh), days); err != nil {
+			return 0, err
 		}
-		u.log().Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
 	}
 	if err := updatePeriod(ctx, tx, days); err != nil {
 		return 0, err
@@ -234,6 +225,40 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 		return 0, fmt.Errorf("committing: %w", err)
 	}
 	return len(days), nil
+}
+
+// runSteps runs the statements of steps for the changed days (sorted,
+// distinct, at least one), passed to those that use $1.
+func runSteps(ctx context.Context, tx *sql.Tx, log *slog.Logger, steps []step, days []string) error {
+	arg := pq.Array(days)
+	run := consecutive(days)
+	for _, s := range steps {
+		t0 := time.Now()
+		for _, q := range s.sql {
+			if run {
+				q = strings.ReplaceAll(q, onChangedDays, onDayRange)
+			}
+			var args []any
+			if strings.Contains(q, "$1") {
+				args = []any{arg}
+			}
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				return fmt.Errorf("%s: %w", s.what, err)
+			}
+		}
+		log.Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
+	}
+	return nil
+}
+
+// consecutive tells whether days (sorted, distinct, YYYY-MM-DD) are a run
+// of consecutive calendar days.
+func consecutive(days []string) bool {
+	first, err := time.Parse(time.DateOnly, days[0])
+	if err != nil {
+		return false
+	}
+	return first.AddDate(0, 0, len(days)-1).Format(time.DateOnly) == days[len(days)-1]
 }
 
 // emptyMarts empties every mart table. DELETE, not TRUNCATE: TRUNCATE needs an
@@ -387,9 +412,13 @@ func sorted(q string) []string {
 	return []string{`SET LOCAL enable_hashagg = off`, q, `SET LOCAL enable_hashagg = on`}
 }
 
-// The changed days as a relation, for joins: the planner reads one day by
-// index and a year of days with one scan.
-const changedDays = `(SELECT unnest($1::date[]))`
+// onChangedDays restricts purchase lines to the changed days. When those
+// are a run of consecutive days (a daily pass, a backfill's range) it is
+// replaced by a range, which the primary key answers directly instead of
+// a join with the list.
+const onChangedDays = `purchase_date IN (SELECT unnest($1::date[]))`
+
+const onDayRange = `purchase_date BETWEEN ($1::date[])[1] AND ($1::date[])[cardinality($1::date[])]`
 
 // months of the changed days, for the per-month tables.
 const changedMonths = `(SELECT DISTINCT date_trunc('month', d::timestamp)::date FROM unnest($1::date[]) AS d)`
@@ -413,7 +442,7 @@ func steps(fresh bool) []step {
 			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`},
 			sorted(`INSERT INTO marts.client_stats `+statsColumns+`
 			`+statsOf(`SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
-				FROM marketplace.purchases WHERE purchase_date IN `+changedDays+`
+				FROM marketplace.purchases WHERE `+onChangedDays+`
 				GROUP BY 1, 2 ORDER BY 1, 2`)+`
 			ORDER BY client_id`)...)})
 	} else {
@@ -421,7 +450,7 @@ func steps(fresh bool) []step {
 			step{"finding the clients of the changed days", append(sorted(
 				`CREATE TEMP TABLE marts_days ON COMMIT DROP AS
 				SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
-				FROM marketplace.purchases WHERE purchase_date IN `+changedDays+`
+				FROM marketplace.purchases WHERE `+onChangedDays+`
 				GROUP BY 1, 2`),
 				// The touched clients are few (a day's buyers) next to all
 				// clients: their rows are fetched by primary key. The
@@ -476,7 +505,7 @@ func steps(fresh bool) []step {
 			sorted(`INSERT INTO marts.product_days (day, product_ids, units, revenue)
 			SELECT day, array_agg(product_id), array_agg(units), array_agg(revenue)
 			FROM (SELECT purchase_date AS day, product_id, sum(quantity)::bigint AS units, sum(total_price) AS revenue
-			      FROM marketplace.purchases WHERE purchase_date IN `+changedDays+`
+			      FROM marketplace.purchases WHERE `+onChangedDays+`
 			      GROUP BY 1, 2 ORDER BY 1, 2) p
 			GROUP BY day`)...,
 		)},
@@ -498,7 +527,7 @@ func steps(fresh bool) []step {
 				SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
 				       sum(quantity * price_per_item) AS gross_revenue, sum(quantity * discount_per_item) AS discount,
 				       count(DISTINCT client_id) AS clients
-				FROM marketplace.purchases WHERE purchase_date IN ` + changedDays + `
+				FROM marketplace.purchases WHERE ` + onChangedDays + `
 				GROUP BY 1
 			)
 			INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
@@ -517,7 +546,7 @@ func steps(fresh bool) []step {
 			`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
 			SELECT purchase_date, gender::text, count(*), sum(quantity)::bigint, sum(total_price), sum(quantity * price_per_item),
 			       sum(quantity * discount_per_item), count(DISTINCT client_id), sum(total_price) / count(*)
-			FROM marketplace.purchases WHERE purchase_date IN ` + changedDays + `
+			FROM marketplace.purchases WHERE ` + onChangedDays + `
 			GROUP BY purchase_date, gender`,
 		}},
 		step{"replacing sales_by_hour", []string{
@@ -525,7 +554,7 @@ func steps(fresh bool) []step {
 			`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
 			SELECT purchase_date, (seconds_from_midnight / 3600)::smallint, count(*), sum(quantity)::bigint, sum(total_price),
 			       count(DISTINCT client_id)
-			FROM marketplace.purchases WHERE purchase_date IN ` + changedDays + `
+			FROM marketplace.purchases WHERE ` + onChangedDays + `
 			GROUP BY purchase_date, seconds_from_midnight / 3600`,
 		}},
 	)
@@ -621,6 +650,7 @@ func updateRFM(ctx context.Context, tx *sql.Tx) error {
 		return nil
 	}
 	var b [3][2]int64 // r, f, m bucket at the two boundaries
+	var off [2]int64  // position of the monetary boundaries in their buckets
 	var m [2]string
 	for i, measure := range []string{"r", "f", "m"} {
 		for j, k := range []int64{(n+2)/3 - 1, (2*n+2)/3 - 1} { // 0-based positions
@@ -634,15 +664,22 @@ func updateRFM(ctx context.Context, tx *sql.Tx) error {
 				return fmt.Errorf("finding the %s tercile boundary: %w", measure, err)
 			}
 			if measure == "m" {
-				err := tx.QueryRowContext(ctx, `SELECT monetary::text FROM marts.client_stats WHERE m_bucket = $1
-					ORDER BY monetary OFFSET $2 LIMIT 1`, b[i][j], k-before).Scan(&m[j])
-				if err != nil {
-					return fmt.Errorf("finding the monetary tercile boundary: %w", err)
-				}
+				off[j] = k - before
 			}
 		}
 	}
-	_, err := tx.ExecContext(ctx, `
+	// The two monetary values, from the clients of their buckets: one scan
+	// of client_stats (an index on the bucket, filled in random order,
+	// would cost a first update more than the table itself).
+	err := tx.QueryRowContext(ctx, `
+		WITH c AS MATERIALIZED (SELECT m_bucket, monetary FROM marts.client_stats WHERE m_bucket IN ($1, $3))
+		SELECT (SELECT monetary::text FROM c WHERE m_bucket = $1 ORDER BY monetary OFFSET $2 LIMIT 1),
+		       (SELECT monetary::text FROM c WHERE m_bucket = $3 ORDER BY monetary OFFSET $4 LIMIT 1)`,
+		b[2][0], off[0], b[2][1], off[1]).Scan(&m[0], &m[1])
+	if err != nil {
+		return fmt.Errorf("finding the monetary tercile boundaries: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `
 		INSERT INTO marts.rfm_thresholds (id, clients, r_2, r_3, f_2, f_3, m_2, m_3)
 		VALUES (true, $1, date '2000-01-01' + $2::integer, date '2000-01-01' + $3::integer, $4, $5, $6::numeric, $7::numeric)
 		ON CONFLICT (id) DO UPDATE SET clients = EXCLUDED.clients, r_2 = EXCLUDED.r_2, r_3 = EXCLUDED.r_3,
