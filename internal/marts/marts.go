@@ -108,7 +108,18 @@ func Refresh(ctx context.Context, db *sqlx.DB, log *slog.Logger) (time.Duration,
 // every load committed before it started. It costs what the queued days
 // changed, not the size of the history, and nothing when the queue is empty.
 func (u *Updater) Update(ctx context.Context) (Result, error) {
-	return u.run(ctx, false)
+	return u.run(ctx, false, false)
+}
+
+// ErrBusy: TryUpdate found another process updating the marts.
+var ErrBusy = errors.New("another process is updating the marts")
+
+// TryUpdate is Update when no other process is updating the marts, and
+// returns ErrBusy at once otherwise (nothing recorded: it is not a
+// failure). A pass uses it to keep the marts close behind its loads while
+// it runs; its final Update waits for the lock.
+func (u *Updater) TryUpdate(ctx context.Context) (Result, error) {
+	return u.run(ctx, false, true)
 }
 
 // Rebuild recomputes every mart from all loaded lines, as if every day had
@@ -116,10 +127,10 @@ func (u *Updater) Update(ctx context.Context) (Result, error) {
 // check it) and is the remedy for lines written outside marketplace-etl.
 // Readers keep seeing the previous content until it commits.
 func (u *Updater) Rebuild(ctx context.Context) (Result, error) {
-	return u.run(ctx, true)
+	return u.run(ctx, true, false)
 }
 
-func (u *Updater) run(ctx context.Context, rebuild bool) (Result, error) {
+func (u *Updater) run(ctx context.Context, rebuild, nowait bool) (Result, error) {
 	start := time.Now()
 	what := "updating the marts"
 	if rebuild {
@@ -134,8 +145,11 @@ func (u *Updater) run(ctx context.Context, rebuild bool) (Result, error) {
 	if err := conn.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
 		return Result{}, fmt.Errorf("%s: reading the database clock: %w", what, err)
 	}
-	days, err := u.inTx(ctx, conn, rebuild)
+	days, err := u.inTx(ctx, conn, rebuild, nowait)
 	res := Result{Days: days, Duration: time.Since(start)}
+	if errors.Is(err, ErrBusy) {
+		return res, err
+	}
 	if err != nil {
 		err = fmt.Errorf("%s: %w", what, err)
 		// Record the failure even when ctx is what failed.
@@ -161,7 +175,7 @@ func (u *Updater) log() *slog.Logger {
 
 // inTx does the whole update in one transaction and returns the number of
 // days it brought up to date.
-func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, error) {
+func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild, nowait bool) (int, error) {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("beginning the transaction: %w", err)
@@ -180,9 +194,16 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, 
 	}
 	// A row lock needs UPDATE privilege on the table: the read-only role
 	// can neither take it nor hold it.
-	if _, err := tx.ExecContext(ctx, `SELECT id FROM marketplace.marts_lock FOR UPDATE`); err != nil {
+	lock := `SELECT id FROM marketplace.marts_lock FOR UPDATE`
+	if nowait {
+		lock += ` NOWAIT`
+	}
+	if _, err := tx.ExecContext(ctx, lock); err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+			if nowait {
+				return 0, ErrBusy
+			}
 			return 0, &LockTimeoutError{Timeout: timeout}
 		}
 		return 0, fmt.Errorf("taking the marts lock: %w", err)

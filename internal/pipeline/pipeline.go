@@ -24,6 +24,10 @@ type Recorder interface {
 // Refresher brings the marts up to date with every committed load.
 type Refresher func(ctx context.Context) (time.Duration, error)
 
+// Follower brings the marts up to date with the loads committed so far if
+// no other process is doing so, and returns nil at once if one is.
+type Follower func(ctx context.Context) error
+
 // Settings tune a pass.
 type Settings struct {
 	MaxRejectRatio float64
@@ -39,6 +43,9 @@ type Pipeline struct {
 	Log      *slog.Logger
 	Recorder Recorder
 	Refresh  Refresher
+	// Follow, when set, drains the marts queue in the background while a
+	// pass of several days loads (see follower).
+	Follow   Follower
 	Settings Settings
 	Progress Progress
 
@@ -96,6 +103,8 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 	p.Progress.Start(len(todo))
 	defer p.Progress.Done()
 	defer p.dropPrefetch()
+	f := p.follow(ctx, len(todo))
+	defer f.stop()
 	var fatal error
 	for i, d := range todo {
 		if ctx.Err() != nil {
@@ -108,6 +117,9 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 			next = todo[i+1]
 		}
 		rep := p.loadDay(ctx, runID, d, next, skipDone)
+		if rep.Outcome != etl.Unchanged && rep.Outcome != etl.Skipped {
+			f.dayLoaded()
+		}
 		p.Recorder.DayFinished(rep)
 		p.Progress.Day(i+1, rep)
 		res.Add(rep)
@@ -126,6 +138,7 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 			break
 		}
 	}
+	f.stop() // its drain in progress ends first: the final update would wait for it
 	// Every pass brings the marts up to date, even one that loaded nothing:
 	// days an earlier pass changed but could not carry into the marts
 	// (killed, marts failure) are still queued, and this heals them.
