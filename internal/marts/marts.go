@@ -161,7 +161,11 @@ func (u *Updater) run(ctx context.Context, rebuild, nowait bool) (Result, error)
 		return res, err
 	}
 	if days > 0 || rebuild {
-		u.log().Info("marts updated", "days", days, "rebuild", rebuild, "duration", res.Duration.Round(time.Millisecond))
+		attrs := []any{"days", days, "rebuild", rebuild, "duration", res.Duration.Round(time.Millisecond)}
+		if nowait {
+			attrs = append(attrs, "behind_loads", true) // not the pass's final update
+		}
+		u.log().Info("marts updated", attrs...)
 	}
 	return res, nil
 }
