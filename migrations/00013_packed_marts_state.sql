@@ -37,11 +37,39 @@ DELETE FROM marts.rfm_histogram;
 DELETE FROM marts.rfm_thresholds;
 DELETE FROM marts.abc_xyz_period;
 DELETE FROM marts.product_period;
+-- Two halves that read nothing of each other are updated side by side, in
+-- transactions of their own (internal/marts): the day marts and the client
+-- marts. Each day change is queued once for each.
+ALTER TABLE marketplace.marts_queue
+    ADD COLUMN part text NOT NULL DEFAULT 'clients' CHECK (part IN ('days', 'clients'));
+COMMENT ON COLUMN marketplace.marts_queue.part IS 'days: for daily_sales, sales_by_*, product_days/months and the ABC/XYZ period; clients: for client_stats and the marts derived from it. Each change is queued once for each.';
+CREATE OR REPLACE FUNCTION marketplace.queue_marts_day() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO marketplace.marts_queue (purchase_date, part) VALUES (NEW.purchase_date, 'days'), (NEW.purchase_date, 'clients');
+    END IF;
+    IF TG_OP = 'DELETE' OR OLD.purchase_date <> NEW.purchase_date THEN
+        INSERT INTO marketplace.marts_queue (purchase_date, part) VALUES (OLD.purchase_date, 'days'), (OLD.purchase_date, 'clients');
+    END IF;
+    RETURN NULL;
+END
+$fn$;
 DELETE FROM marketplace.marts_queue;
-INSERT INTO marketplace.marts_queue (purchase_date)
-SELECT purchase_date FROM marketplace.day_loads
-UNION
-SELECT DISTINCT purchase_date FROM marketplace.purchases;
+INSERT INTO marketplace.marts_queue (purchase_date, part)
+SELECT d.purchase_date, p.part
+FROM (SELECT purchase_date FROM marketplace.day_loads
+      UNION
+      SELECT DISTINCT purchase_date FROM marketplace.purchases) d
+CROSS JOIN (VALUES ('days'), ('clients')) AS p(part);
+
+CREATE TABLE marts.client_day_counts (
+    day     date   PRIMARY KEY,
+    clients bigint NOT NULL
+);
+COMMENT ON TABLE marts.client_day_counts IS 'Internal helper of the client half, grain: day with lines. Clients whose purchase days in client_stats include the day: tells an update which changed days client_stats already shows.';
+COMMENT ON COLUMN marts.client_day_counts.day IS 'Business day.';
+COMMENT ON COLUMN marts.client_day_counts.clients IS 'Distinct clients with a line that day.';
 
 ALTER TABLE marts.client_stats
     ADD COLUMN days     date[]    NOT NULL,

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ var Names = []string{
 // a check that they exist or a comparison of two databases.
 var Helpers = []string{
 	"marts.client_day",
+	"marts.client_day_counts",
 	"marts.product_days",
 	"marts.product_months",
 	"marts.client_first_purchase",
@@ -64,11 +66,7 @@ var Helpers = []string{
 }
 
 // Tables are the tables Update writes; Rebuild empties them first.
-var Tables = []string{
-	"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.client_stats",
-	"marts.client_events", "marts.cohort_activity", "marts.product_days", "marts.product_months",
-	"marts.abc_xyz_period", "marts.product_period", "marts.rfm_thresholds", "marts.rfm_histogram",
-}
+var Tables = append(append([]string{}, dayHalf.tables...), clientHalf.tables...)
 
 // DefaultLockTimeout bounds the wait for another process's marts update
 // when the caller sets none.
@@ -145,7 +143,7 @@ func (u *Updater) run(ctx context.Context, rebuild, nowait bool) (Result, error)
 	if err := conn.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
 		return Result{}, fmt.Errorf("%s: reading the database clock: %w", what, err)
 	}
-	days, err := u.inTx(ctx, conn, rebuild, nowait)
+	days, err := u.update(ctx, conn, rebuild, nowait)
 	res := Result{Days: days, Duration: time.Since(start)}
 	if errors.Is(err, ErrBusy) {
 		return res, err
@@ -177,27 +175,46 @@ func (u *Updater) log() *slog.Logger {
 	return u.Log
 }
 
-// inTx does the whole update in one transaction and returns the number of
-// days it brought up to date.
-func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild, nowait bool) (int, error) {
-	tx, err := conn.BeginTx(ctx, nil)
+// The marts are kept in two halves that read nothing of each other: the
+// day half (daily_sales, sales_by_gender, sales_by_hour, product_days,
+// product_months and the ABC/XYZ period) and the client half
+// (client_stats, client_events, cohort_activity, the RFM histograms and
+// thresholds). Each drains its own entries of the queue in its own
+// transaction, and the two run side by side on two connections: a first
+// update after a backfill takes about as long as the bigger half instead
+// of both. Each half is atomic: a failure or a kill leaves its own queue
+// entries for the next update. Between the two commits a reader may see
+// one half a moment ahead of the other.
+type half struct {
+	part   string   // its entries in marketplace.marts_queue
+	tables []string // what it writes, emptied by a rebuild
+	// update brings the half's tables up to date with the changed days
+	// (none: a rebuild of an empty database).
+	update func(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error
+}
+
+var (
+	dayHalf = half{part: "days", tables: []string{
+		"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.product_days",
+		"marts.product_months", "marts.abc_xyz_period", "marts.product_period",
+	}, update: updateDays}
+	clientHalf = half{part: "clients", tables: []string{
+		"marts.client_stats", "marts.client_day_counts", "marts.client_events", "marts.cohort_activity",
+		"marts.rfm_thresholds", "marts.rfm_histogram",
+	}, update: updateClients}
+)
+
+// update does the whole update and returns the number of days it brought
+// up to date. conn holds the marts lock, and runs the client half; the day
+// half runs on a second connection meanwhile.
+func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bool) (int, error) {
+	tx, err := u.begin(ctx, conn)
 	if err != nil {
-		return 0, fmt.Errorf("beginning the transaction: %w", err)
+		return 0, err
 	}
 	defer tx.Rollback()
-	timeout := u.LockTimeout
-	if timeout <= 0 {
-		timeout = DefaultLockTimeout
-	}
-	// Every lock wait of the update is bounded by the lock timeout. The
-	// statements themselves are bounded by ctx: a rebuild over years of
-	// lines may legitimately outlast the loads' statement timeout.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '128MB'`,
-		max(1, timeout.Milliseconds()))); err != nil { // 0 would mean no limit
-		return 0, fmt.Errorf("setting session limits: %w", err)
-	}
 	// A row lock needs UPDATE privilege on the table: the read-only role
-	// can neither take it nor hold it.
+	// can neither take it nor hold it. It covers both halves.
 	lock := `SELECT id FROM marketplace.marts_lock FOR UPDATE`
 	if nowait {
 		lock += ` NOWAIT`
@@ -208,48 +225,151 @@ func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild, nowait bool
 			if nowait {
 				return 0, ErrBusy
 			}
-			return 0, &LockTimeoutError{Timeout: timeout}
+			return 0, &LockTimeoutError{Timeout: u.lockTimeout()}
 		}
 		return 0, fmt.Errorf("taking the marts lock: %w", err)
 	}
-	if rebuild {
-		if err := emptyMarts(ctx, tx); err != nil {
+	if nowait {
+		// Behind the loads, never the first update: done at once at the
+		// end of the pass it costs a fraction of many incremental ones.
+		var fresh bool
+		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
+			return 0, fmt.Errorf("reading the state of the marts: %w", err)
+		}
+		if fresh {
+			return 0, tx.Commit()
+		}
+	}
+	var dayDays int
+	var dayErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				dayErr = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+		}()
+		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, rebuild)
+	}()
+	n, err := u.updateHalf(ctx, clientHalf, tx, rebuild)
+	<-done
+	if err != nil {
+		return 0, fmt.Errorf("the client marts: %w", err)
+	}
+	if dayErr != nil {
+		// The client half is good: keep it, and report the day half.
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("the client marts: committing: %w", err)
+		}
+		return 0, fmt.Errorf("the day marts: %w", dayErr)
+	}
+	if n > 0 || dayDays > 0 || rebuild {
+		var started time.Time
+		if err := tx.QueryRowContext(ctx, `SELECT now()`).Scan(&started); err != nil {
+			return 0, fmt.Errorf("reading the database clock: %w", err)
+		}
+		if err := setState(ctx, tx, "succeeded", started, nil); err != nil {
 			return 0, err
 		}
 	}
-	days, err := drainQueue(ctx, tx, rebuild)
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("the client marts: committing: %w", err)
+	}
+	return max(n, dayDays), nil
+}
+
+func (u *Updater) lockTimeout() time.Duration {
+	if u.LockTimeout <= 0 {
+		return DefaultLockTimeout
+	}
+	return u.LockTimeout
+}
+
+// begin starts a transaction of the update on conn.
+func (u *Updater) begin(ctx context.Context, conn *sql.Conn) (*sql.Tx, error) {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("beginning a transaction: %w", err)
+	}
+	// Every lock wait of the update is bounded by the lock timeout. The
+	// statements themselves are bounded by ctx: a rebuild over years of
+	// lines may legitimately outlast the loads' statement timeout.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '128MB'`,
+		max(1, u.lockTimeout().Milliseconds()))); err != nil { // 0 would mean no limit
+		tx.Rollback()
+		return nil, fmt.Errorf("setting session limits: %w", err)
+	}
+	return tx, nil
+}
+
+// updateHalf drains h's queue entries and updates its tables, in tx, or
+// when tx is nil in a transaction of its own on a connection of its own,
+// which it commits.
+func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bool) (int, error) {
+	if tx == nil {
+		conn, err := u.DB.Conn(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("getting a connection: %w", err)
+		}
+		defer conn.Close()
+		if tx, err = u.begin(ctx, conn); err != nil {
+			return 0, err
+		}
+		defer tx.Rollback()
+		n, err := u.updateHalf(ctx, h, tx, rebuild)
+		if err != nil {
+			return 0, err
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("committing: %w", err)
+		}
+		return n, nil
+	}
+	if rebuild {
+		for _, t := range h.tables {
+			// DELETE, not TRUNCATE: TRUNCATE needs an ACCESS EXCLUSIVE lock
+			// that any reader's long SELECT would hold up.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
+				return 0, fmt.Errorf("emptying %s: %w", t, err)
+			}
+		}
+	}
+	days, err := drainQueue(ctx, tx, h.part, rebuild)
 	if err != nil {
 		return 0, err
 	}
 	if len(days) == 0 && !rebuild {
-		return 0, tx.Commit()
+		return 0, nil
 	}
-	var fresh bool
-	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
-		return 0, fmt.Errorf("reading the state of the marts: %w", err)
-	}
-	if len(days) > 0 { // a rebuild of an empty database has no days
-		if err := runSteps(ctx, tx, u.log(), steps(fresh), days); err != nil {
-			return 0, err
-		}
-	}
-	if err := updatePeriod(ctx, tx, days); err != nil {
+	if err := h.update(ctx, tx, u.log(), days); err != nil {
 		return 0, err
-	}
-	if err := updateRFM(ctx, tx); err != nil {
-		return 0, err
-	}
-	var started time.Time
-	if err := tx.QueryRowContext(ctx, `SELECT now()`).Scan(&started); err != nil {
-		return 0, fmt.Errorf("reading the database clock: %w", err)
-	}
-	if err := setState(ctx, tx, "succeeded", started, nil); err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("committing: %w", err)
 	}
 	return len(days), nil
+}
+
+// updateClients is the client half's update.
+func updateClients(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
+	if len(days) > 0 {
+		var fresh bool
+		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
+			return fmt.Errorf("reading the state of the marts: %w", err)
+		}
+		if err := runSteps(ctx, tx, log, clientSteps(fresh), days); err != nil {
+			return err
+		}
+	}
+	return updateRFM(ctx, tx)
+}
+
+// updateDays is the day half's update.
+func updateDays(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
+	if len(days) > 0 {
+		if err := runSteps(ctx, tx, log, daySteps(len(days) > 31), days); err != nil {
+			return err
+		}
+	}
+	return updatePeriod(ctx, tx, days)
 }
 
 // runSteps runs the statements of steps for the changed days (sorted,
@@ -286,25 +406,15 @@ func consecutive(days []string) bool {
 	return first.AddDate(0, 0, len(days)-1).Format(time.DateOnly) == days[len(days)-1]
 }
 
-// emptyMarts empties every mart table. DELETE, not TRUNCATE: TRUNCATE needs an
-// ACCESS EXCLUSIVE lock that any reader's long SELECT would hold up.
-func emptyMarts(ctx context.Context, tx *sql.Tx) error {
-	for _, t := range Tables {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
-			return fmt.Errorf("emptying %s: %w", t, err)
-		}
-	}
-	return nil
-}
-
-// drainQueue takes the queued days out of the queue and returns them,
+// drainQueue takes the queued days of a half out of the queue and returns them,
 // distinct and sorted. Only entries of committed loads are visible and
 // taken, so a load committing meanwhile stays queued for the next Update.
 // A rebuild takes every day that has a load state or lines.
-func drainQueue(ctx context.Context, tx *sql.Tx, rebuild bool) ([]string, error) {
-	q := `DELETE FROM marketplace.marts_queue RETURNING purchase_date::text`
+func drainQueue(ctx context.Context, tx *sql.Tx, part string, rebuild bool) ([]string, error) {
+	q, args := `DELETE FROM marketplace.marts_queue WHERE part = $1 RETURNING purchase_date::text`, []any{part}
 	if rebuild {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM marketplace.marts_queue`); err != nil {
+		args = nil
+		if _, err := tx.ExecContext(ctx, `DELETE FROM marketplace.marts_queue WHERE part = $1`, part); err != nil {
 			return nil, fmt.Errorf("emptying the queue: %w", err)
 		}
 		// The recursive walk reads one index entry per distinct day, not
@@ -317,7 +427,7 @@ func drainQueue(ctx context.Context, tx *sql.Tx, rebuild bool) ([]string, error)
 			SELECT day::text FROM d WHERE day IS NOT NULL
 			UNION SELECT purchase_date::text FROM marketplace.day_loads`
 	}
-	rows, err := tx.QueryContext(ctx, q)
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading the queue of changed days: %w", err)
 	}
@@ -448,11 +558,11 @@ const onDayRange = `purchase_date BETWEEN ($1::date[])[1] AND ($1::date[])[cardi
 // months of the changed days, for the per-month tables.
 const changedMonths = `(SELECT DISTINCT date_trunc('month', d::timestamp)::date FROM unnest($1::date[]) AS d)`
 
-// steps lists the statements of an update. fresh: the client table is
-// empty (first update, rebuild), so there is no old contribution to take
-// away and every client is new: the client rows are written straight from
-// the lines, and the new contributions read back from them.
-func steps(fresh bool) []step {
+// clientSteps lists the statements of the client half. fresh: the client
+// table is empty (first update, rebuild), so there is no old contribution
+// to take away and every client is new: the client rows are written
+// straight from the lines, and the new contributions read back from them.
+func clientSteps(fresh bool) []step {
 	var out []step
 	// newScope is where the new client rows are: the touched clients' in a
 	// temporary table, or all of them.
@@ -464,7 +574,7 @@ func steps(fresh bool) []step {
 			// room for its sorts and hashes in memory, where they fit.
 			`SET LOCAL work_mem = '256MB'`,
 			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
-			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`},
+			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`, `DELETE FROM marts.client_day_counts`},
 			sorted(`INSERT INTO marts.client_stats `+statsColumns+`
 			`+statsOf(`SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
 				FROM marketplace.purchases WHERE `+onChangedDays+`
@@ -490,7 +600,7 @@ func steps(fresh bool) []step {
 				// only then is the table scanned for them.
 				`INSERT INTO marts_old
 				SELECT c.* FROM marts.client_stats c
-				WHERE EXISTS (SELECT FROM marts.daily_sales s WHERE s.day = ANY($1::date[]) AND s.clients > 0)
+				WHERE EXISTS (SELECT FROM marts.client_day_counts s WHERE s.day = ANY($1::date[]))
 				  AND c.days && $1::date[]
 				  AND c.client_id NOT IN (SELECT client_id FROM marts_old)`,
 				`ANALYZE marts_old`,
@@ -525,6 +635,31 @@ func steps(fresh bool) []step {
 			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
 			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
 		}},
+	)
+	counts := `SELECT day, count(*) FROM marts_days GROUP BY day`
+	if fresh {
+		counts = `SELECT u.day, count(*) FROM marts.client_stats c, unnest(c.days) AS u(day) GROUP BY u.day`
+	}
+	out = append(out, step{"counting the clients of the changed days", []string{
+		`DELETE FROM marts.client_day_counts WHERE day = ANY($1::date[])`,
+		`INSERT INTO marts.client_day_counts (day, clients) ` + counts,
+	}})
+	if fresh {
+		// The next update's plans should see what was just written, not
+		// an empty table.
+		out = append(out, step{"analyzing the client rows", []string{`ANALYZE marts.client_stats`}})
+	}
+	return out
+}
+
+// daySteps lists the statements of the day half; big: many days, room for
+// sorts in memory.
+func daySteps(big bool) []step {
+	var out []step
+	if big {
+		out = append(out, step{"setting up", []string{`SET LOCAL work_mem = '256MB'`}})
+	}
+	out = append(out,
 		step{"replacing product_days", append([]string{
 			`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
 			sorted(`INSERT INTO marts.product_days (day, product_ids, units, revenue)
@@ -583,12 +718,8 @@ func steps(fresh bool) []step {
 			GROUP BY purchase_date, seconds_from_midnight / 3600`,
 		}},
 	)
-	if fresh {
-		// The next update's plans should see what was just written, not
-		// empty tables.
-		out = append(out, step{"analyzing the written tables", []string{
-			`ANALYZE marts.client_stats`, `ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`,
-		}})
+	if big {
+		out = append(out, step{"analyzing the written tables", []string{`ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`}})
 	}
 	return out
 }
