@@ -63,13 +63,11 @@ FROM (SELECT purchase_date FROM marketplace.day_loads
       SELECT DISTINCT purchase_date FROM marketplace.purchases) d
 CROSS JOIN (VALUES ('days'), ('clients')) AS p(part);
 
-CREATE TABLE marts.client_day_counts (
-    day     date   PRIMARY KEY,
-    clients bigint NOT NULL
+CREATE TABLE marts.client_days_applied (
+    day date PRIMARY KEY
 );
-COMMENT ON TABLE marts.client_day_counts IS 'Internal helper of the client half, grain: day with lines. Clients whose purchase days in client_stats include the day: tells an update which changed days client_stats already shows.';
-COMMENT ON COLUMN marts.client_day_counts.day IS 'Business day.';
-COMMENT ON COLUMN marts.client_day_counts.clients IS 'Distinct clients with a line that day.';
+COMMENT ON TABLE marts.client_days_applied IS 'Internal helper of the client half: the days with lines that client_stats shows. Only when a changed day is among them does an update look for clients who no longer bought on it.';
+COMMENT ON COLUMN marts.client_days_applied.day IS 'Business day.';
 
 ALTER TABLE marts.client_stats
     ADD COLUMN days     date[]    NOT NULL,

@@ -47,7 +47,7 @@ var Names = []string{
 // a check that they exist or a comparison of two databases.
 var Helpers = []string{
 	"marts.client_day",
-	"marts.client_day_counts",
+	"marts.client_days_applied",
 	"marts.product_days",
 	"marts.product_months",
 	"marts.client_first_purchase",
@@ -199,7 +199,7 @@ var (
 		"marts.product_months", "marts.abc_xyz_period", "marts.product_period",
 	}, update: updateDays}
 	clientHalf = half{part: "clients", tables: []string{
-		"marts.client_stats", "marts.client_day_counts", "marts.client_events", "marts.cohort_activity",
+		"marts.client_stats", "marts.client_days_applied", "marts.client_events", "marts.cohort_activity",
 		"marts.rfm_thresholds", "marts.rfm_histogram",
 	}, update: updateClients}
 )
@@ -342,9 +342,11 @@ func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bo
 	if len(days) == 0 && !rebuild {
 		return 0, nil
 	}
+	t0 := time.Now()
 	if err := h.update(ctx, tx, u.log(), days); err != nil {
 		return 0, err
 	}
+	u.log().Debug("marts half updated", "half", h.part, "days", len(days), "duration", time.Since(t0).Round(time.Microsecond))
 	return len(days), nil
 }
 
@@ -458,26 +460,42 @@ type step struct {
 	sql  []string
 }
 
-// clientEvents adds (sign 1) or subtracts (sign -1) the contribution of
-// the clients of scope (x: client_stats rows) to client_events. Rolling
-// distinct counts without a self-join: a client is in the N-day window of
-// day x when it bought on some d in [x-N+1, x], i.e. x lies in [d, d+N).
-// Each purchase day adds the part of that interval not already covered by
-// the client's previous purchase day p: [max(d, p+N), d+N). The intervals
-// of one client are then disjoint, so a running sum of +1/-1 events counts
-// distinct clients exactly, and a client's events depend on its own days
-// only.
-func clientEvents(sign, scope string) string {
-	// The events of a purchase day depend only on the day and the gap to
-	// the previous one (capped at 30: longer gaps give the same events), so
-	// the purchase days are counted per (day, gap) first and each of those
-	// few groups, not each purchase day, expands into its four events. The
-	// days are sorted, so the previous one is the previous element.
-	return `INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
+// clientActivity adds (sign 1) or subtracts (sign -1) the contribution of
+// the clients of scope (x: client_stats rows) to client_events and
+// cohort_activity. Both come from one pass over the clients' purchase days
+// (sorted, so the previous day is the previous element), grouped two ways
+// at once; tag names the temporary table of that pass.
+//
+// client_events: rolling distinct counts without a self-join. A client is
+// in the N-day window of day x when it bought on some d in [x-N+1, x], i.e.
+// x lies in [d, d+N). Each purchase day adds the part of that interval not
+// already covered by the client's previous purchase day p:
+// [max(d, p+N), d+N). The intervals of one client are then disjoint, so a
+// running sum of +1/-1 events counts distinct clients exactly, and a
+// client's events depend on its own days only. The events of a purchase
+// day depend only on the day and the gap to the previous one (capped at
+// 30: longer gaps give the same events), so the purchase days are counted
+// per (day, gap) and each of those few groups, not each purchase day,
+// expands into its four events.
+//
+// cohort_activity: a client counts in its cohort (the month of its first
+// purchase) as active in a month once, on the first of its days in that
+// month.
+func clientActivity(sign, scope, tag string) []string {
+	t := "marts_activity_" + tag
+	return []string{
+		`CREATE TEMP TABLE ` + t + ` ON COMMIT DROP AS
+		SELECT cohort_month, month, day, gap, count(*) AS n, count(*) FILTER (WHERE first_in_month) AS active,
+		       sum(revenue) AS revenue, GROUPING(day, gap) AS by_month
+		FROM (SELECT ` + month("x.days[1]") + ` AS cohort_month, ` + month("x.days[i]") + ` AS month, x.days[i] AS day,
+		             CASE WHEN i > 1 THEN least(x.days[i] - x.days[i - 1], 30) END AS gap,
+		             i = 1 OR ` + month("x.days[i]") + ` <> ` + month("x.days[i - 1]") + ` AS first_in_month,
+		             x.revenues[i] AS revenue
+		      FROM ` + scope + `, generate_subscripts(x.days, 1) AS i) e
+		GROUP BY GROUPING SETS ((cohort_month, month), (day, gap))`,
+		`INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
 		SELECT e.day, ` + sign + ` * sum(e.d7), ` + sign + ` * sum(e.d30), ` + sign + ` * sum(e.n)
-		FROM (SELECT x.days[i] AS day, CASE WHEN i > 1 THEN least(x.days[i] - x.days[i - 1], 30) END AS gap, count(*) AS n
-		      FROM ` + scope + `, generate_subscripts(x.days, 1) AS i
-		      GROUP BY 1, 2) c
+		FROM (SELECT day, gap, n FROM ` + t + ` WHERE by_month = 0) c
 		-- A first purchase (gap null) opens both windows on its day:
 		-- greatest ignores nulls.
 		CROSS JOIN LATERAL (VALUES
@@ -487,26 +505,18 @@ func clientEvents(sign, scope string) string {
 			(c.day + 30, 0, -c.n, 0)) AS e(day, d7, d30, n)
 		GROUP BY e.day
 		ON CONFLICT (day) DO UPDATE SET d7 = t.d7 + EXCLUDED.d7, d30 = t.d30 + EXCLUDED.d30,
-			new_clients = t.new_clients + EXCLUDED.new_clients`
+			new_clients = t.new_clients + EXCLUDED.new_clients`,
+		`INSERT INTO marts.cohort_activity AS t (cohort_month, activity_month, active_clients, revenue)
+		SELECT cohort_month::date, month::date, ` + sign + ` * active, ` + sign + ` * revenue
+		FROM ` + t + ` WHERE by_month <> 0
+		ON CONFLICT (cohort_month, activity_month) DO UPDATE SET
+			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`,
+	}
 }
 
 // month is the first day of the month of the date expression d; through
 // timestamp, which unlike timestamptz needs no time zone arithmetic.
 func month(d string) string { return `date_trunc('month', (` + d + `)::timestamp)` }
-
-// cohortActivity adds or subtracts the activity of the clients of scope to
-// their cohort (the month of their first purchase): a client is active in
-// a month once, on the first of its days in that month.
-func cohortActivity(sign, scope string) string {
-	return `INSERT INTO marts.cohort_activity AS t (cohort_month, activity_month, active_clients, revenue)
-		SELECT ` + month("x.days[1]") + `::date, ` + month("x.days[i]") + `::date,
-		       ` + sign + ` * count(*) FILTER (WHERE i = 1 OR ` + month("x.days[i]") + ` <> ` + month("x.days[i - 1]") + `),
-		       ` + sign + ` * sum(x.revenues[i])
-		FROM ` + scope + `, generate_subscripts(x.days, 1) AS i
-		GROUP BY 1, 2
-		ON CONFLICT (cohort_month, activity_month) DO UPDATE SET
-			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`
-}
 
 // rfmHistogram adds or subtracts the clients of scope (x: client_stats
 // rows) to the RFM histograms.
@@ -574,7 +584,7 @@ func clientSteps(fresh bool) []step {
 			// room for its sorts and hashes in memory, where they fit.
 			`SET LOCAL work_mem = '256MB'`,
 			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
-			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`, `DELETE FROM marts.client_day_counts`},
+			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`, `DELETE FROM marts.client_days_applied`},
 			sorted(`INSERT INTO marts.client_stats `+statsColumns+`
 			`+statsOf(`SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
 				FROM marketplace.purchases WHERE `+onChangedDays+`
@@ -600,14 +610,13 @@ func clientSteps(fresh bool) []step {
 				// only then is the table scanned for them.
 				`INSERT INTO marts_old
 				SELECT c.* FROM marts.client_stats c
-				WHERE EXISTS (SELECT FROM marts.client_day_counts s WHERE s.day = ANY($1::date[]))
+				WHERE EXISTS (SELECT FROM marts.client_days_applied s WHERE s.day = ANY($1::date[]))
 				  AND c.days && $1::date[]
 				  AND c.client_id NOT IN (SELECT client_id FROM marts_old)`,
 				`ANALYZE marts_old`,
 			)},
 			// The old contribution of the touched clients goes ...
-			step{"subtracting the old client events", []string{clientEvents("-1", "marts_old x")}},
-			step{"subtracting the old cohort activity", []string{cohortActivity("-1", "marts_old x")}},
+			step{"subtracting the old client activity", clientActivity("-1", "marts_old x", "old")},
 			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", "marts_old x")}},
 			step{"rewriting the touched clients", append([]string{
 				`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`},
@@ -627,8 +636,7 @@ func clientSteps(fresh bool) []step {
 	}
 	// ... and the new one comes in.
 	out = append(out,
-		step{"adding the new client events", []string{clientEvents("1", newScope)}},
-		step{"adding the new cohort activity", []string{cohortActivity("1", newScope)}},
+		step{"adding the new client activity", clientActivity("1", newScope, "new")},
 		step{"adding the new RFM histograms", []string{rfmHistogram("1", newScope)}},
 		step{"dropping empty cells", []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
@@ -636,13 +644,11 @@ func clientSteps(fresh bool) []step {
 			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
 		}},
 	)
-	counts := `SELECT day, count(*) FROM marts_days GROUP BY day`
-	if fresh {
-		counts = `SELECT u.day, count(*) FROM marts.client_stats c, unnest(c.days) AS u(day) GROUP BY u.day`
-	}
-	out = append(out, step{"counting the clients of the changed days", []string{
-		`DELETE FROM marts.client_day_counts WHERE day = ANY($1::date[])`,
-		`INSERT INTO marts.client_day_counts (day, clients) ` + counts,
+	out = append(out, step{"recording the days the client rows show", []string{
+		`DELETE FROM marts.client_days_applied WHERE day = ANY($1::date[])`,
+		// One index probe per changed day.
+		`INSERT INTO marts.client_days_applied (day)
+		SELECT d FROM unnest($1::date[]) AS d WHERE EXISTS (SELECT FROM marketplace.purchases WHERE purchase_date = d)`,
 	}})
 	if fresh {
 		// The next update's plans should see what was just written, not
@@ -778,7 +784,7 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	}
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO marts.product_period (product_id, revenue, units, units_sq)
-		SELECT u.product_id, sum(u.revenue), sum(u.units), sum(u.units::numeric * u.units)
+		SELECT u.product_id, sum(u.revenue), sum(u.units), sum(u.units * u.units)
 		FROM marts.product_months m, unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
 		WHERE m.month >= $1::date AND m.month < $2::date
 		GROUP BY u.product_id`, start.String, endExcl.String); err != nil {
