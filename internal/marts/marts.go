@@ -484,14 +484,16 @@ type step struct {
 func clientActivity(sign, scope, tag string) []string {
 	t := "marts_activity_" + tag
 	return []string{
+		// Each expression where it is cheapest: the cohort once per client,
+		// the month once per day (the previous day is in this month when
+		// it is not before its first day).
 		`CREATE TEMP TABLE ` + t + ` ON COMMIT DROP AS
-		SELECT cohort_month, month, day, gap, count(*) AS n, count(*) FILTER (WHERE first_in_month) AS active,
+		SELECT cohort_month, month, day, gap, count(*) AS n, count(*) FILTER (WHERE prev IS NULL OR prev < month) AS active,
 		       sum(revenue) AS revenue, GROUPING(day, gap) AS by_month
-		FROM (SELECT ` + month("x.days[1]") + ` AS cohort_month, ` + month("x.days[i]") + ` AS month, x.days[i] AS day,
-		             CASE WHEN i > 1 THEN least(x.days[i] - x.days[i - 1], 30) END AS gap,
-		             i = 1 OR ` + month("x.days[i]") + ` <> ` + month("x.days[i - 1]") + ` AS first_in_month,
-		             x.revenues[i] AS revenue
-		      FROM ` + scope + `, generate_subscripts(x.days, 1) AS i) e
+		FROM (SELECT cohort_month, days[i] AS day, days[i - 1] AS prev, CASE WHEN i > 1 THEN least(days[i] - days[i - 1], 30) END AS gap,
+		             ` + month("days[i]") + ` AS month, revenues[i] AS revenue
+		      FROM (SELECT cohort_month, days, revenues, generate_subscripts(days, 1) AS i
+		            FROM (SELECT ` + month("x.days[1]") + ` AS cohort_month, x.days, x.revenues FROM ` + scope + ` OFFSET 0) c) e) e
 		GROUP BY GROUPING SETS ((cohort_month, month), (day, gap))`,
 		`INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
 		SELECT e.day, ` + sign + ` * sum(e.d7), ` + sign + ` * sum(e.d30), ` + sign + ` * sum(e.n)
