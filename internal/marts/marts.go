@@ -230,14 +230,20 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 		return 0, fmt.Errorf("taking the marts lock: %w", err)
 	}
 	if nowait {
-		// Behind the loads, never the first update: done at once at the
-		// end of the pass it costs a fraction of many incremental ones.
+		// Behind the loads, the day half only until the client half has
+		// its first update: done at once at the end of the pass, that
+		// costs a fraction of many incremental ones. The day half costs
+		// the same either way.
 		var fresh bool
 		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
 			return 0, fmt.Errorf("reading the state of the marts: %w", err)
 		}
 		if fresh {
-			return 0, tx.Commit()
+			n, err := u.updateHalf(ctx, dayHalf, nil, false)
+			if err != nil {
+				return 0, fmt.Errorf("the day marts: %w", err)
+			}
+			return n, tx.Commit()
 		}
 	}
 	var dayDays int
