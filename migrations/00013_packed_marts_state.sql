@@ -113,6 +113,36 @@ COMMENT ON COLUMN marts.product_months.product_ids IS 'Products sold in the mont
 COMMENT ON COLUMN marts.product_months.units IS 'Units (sum of quantity) of each product in the month.';
 COMMENT ON COLUMN marts.product_months.revenue IS 'Revenue (sum of total_price) of each product in the month.';
 
+-- The ABC/XYZ period's product totals, one row of arrays as well: moving
+-- the period by a month rewrites one row instead of every product's.
+DROP VIEW marts.product_abc_xyz, marts.product_sales_12m;
+DROP TABLE marts.product_period;
+CREATE TABLE marts.period_products (
+    id          boolean   PRIMARY KEY DEFAULT true CHECK (id),
+    product_ids integer[] NOT NULL,
+    revenue     numeric[] NOT NULL,
+    units       bigint[]  NOT NULL,
+    units_sq    numeric[] NOT NULL
+);
+ALTER TABLE marts.period_products ALTER product_ids SET STORAGE EXTERNAL, ALTER revenue SET STORAGE EXTERNAL,
+    ALTER units SET STORAGE EXTERNAL, ALTER units_sq SET STORAGE EXTERNAL, ALTER product_ids SET STATISTICS 0,
+    ALTER revenue SET STATISTICS 0, ALTER units SET STATISTICS 0, ALTER units_sq SET STATISTICS 0;
+COMMENT ON TABLE marts.period_products IS 'Internal helper, one row once there is an ABC/XYZ period: the products sold in it (ascending ids) with their totals, as arrays of the same order; corrected by the months that leave, enter or change in the period. Read it through marts.product_period.';
+COMMENT ON COLUMN marts.period_products.id IS 'Always true: makes this a single-row table.';
+COMMENT ON COLUMN marts.period_products.product_ids IS 'Products sold in the period, ascending.';
+COMMENT ON COLUMN marts.period_products.revenue IS 'Revenue of each product in the period.';
+COMMENT ON COLUMN marts.period_products.units IS 'Units of each product in the period.';
+COMMENT ON COLUMN marts.period_products.units_sq IS 'Sum over the period''s months of each product''s squared monthly units (for the coefficient of variation).';
+
+CREATE VIEW marts.product_period AS
+SELECT u.product_id, u.revenue, u.units, u.units_sq
+FROM marts.period_products p, unnest(p.product_ids, p.revenue, p.units, p.units_sq) AS u(product_id, revenue, units, units_sq);
+COMMENT ON VIEW marts.product_period IS 'Internal helper, grain: product sold in the ABC/XYZ period (marts.period_products, one row per product).';
+COMMENT ON COLUMN marts.product_period.product_id IS 'Product id.';
+COMMENT ON COLUMN marts.product_period.revenue IS 'Revenue in the period.';
+COMMENT ON COLUMN marts.product_period.units IS 'Units in the period.';
+COMMENT ON COLUMN marts.product_period.units_sq IS 'Sum over the period''s months of the squared monthly units (for the coefficient of variation).';
+
 CREATE VIEW marts.client_day AS
 SELECT c.client_id, u.day, u.revenue
 FROM marts.client_stats c, unnest(c.days, c.revenues) AS u(day, revenue);
@@ -194,6 +224,72 @@ COMMENT ON COLUMN marts.monthly_sales.prev_revenue IS 'Revenue of the previous c
 COMMENT ON COLUMN marts.monthly_sales.revenue_mom_change IS 'revenue - prev_revenue (month-over-month change); null without a previous month.';
 COMMENT ON COLUMN marts.monthly_sales.revenue_mom_change_share IS '(revenue - prev_revenue) / prev_revenue, e.g. 0.12 = +12 %; null without a previous month or when it had no revenue.';
 COMMENT ON COLUMN marts.monthly_sales.days_loaded IS 'Days of the month present in daily_sales (loaded or with lines): compare with the month length to spot a partial month.';
+CREATE VIEW marts.product_sales_12m AS
+SELECT p.product_id,
+       p.revenue,
+       p.units,
+       p.revenue / nullif(sum(p.revenue) OVER (), 0) AS revenue_share,
+       -- Default window frame (RANGE ... CURRENT ROW) includes peers:
+       -- products with equal revenue share one cumulative share and so one
+       -- class, whatever their ids.
+       sum(p.revenue) OVER (ORDER BY p.revenue DESC) / nullif(sum(p.revenue) OVER (), 0) AS cumulative_share,
+       -- Population standard deviation / mean of the monthly units over the
+       -- known months: sqrt(k * sum(u^2) - sum(u)^2) / sum(u).
+       sqrt(greatest(b.months_known * p.units_sq - p.units::numeric * p.units, 0)) / nullif(p.units, 0) AS cv,
+       b.months,
+       b.months_known,
+       b.period_start,
+       b.period_end
+FROM marts.product_period p
+CROSS JOIN marts.abc_xyz_period b;
+COMMENT ON VIEW marts.product_sales_12m IS 'Grain: product sold in the ABC/XYZ period. Revenue, units, shares and variation over the trailing 12 complete months; marts.product_abc_xyz adds the classes from marts.abc_xyz_settings.';
+COMMENT ON COLUMN marts.product_sales_12m.product_id IS 'Product id.';
+COMMENT ON COLUMN marts.product_sales_12m.revenue IS 'Revenue (sum of total_price) in the period.';
+COMMENT ON COLUMN marts.product_sales_12m.units IS 'Units (sum of quantity) in the period.';
+COMMENT ON COLUMN marts.product_sales_12m.revenue_share IS 'revenue / revenue of all products in the period.';
+COMMENT ON COLUMN marts.product_sales_12m.cumulative_share IS 'Share of period revenue of all products with revenue >= this one (descending revenue order; ties share one value).';
+COMMENT ON COLUMN marts.product_sales_12m.cv IS 'Coefficient of variation of monthly units over the period''s known months (population standard deviation / mean, known months without sales as 0).';
+COMMENT ON COLUMN marts.product_sales_12m.months IS 'Number of calendar months in the period (12 once a year of data is loaded).';
+COMMENT ON COLUMN marts.product_sales_12m.months_known IS 'Months of the period with at least one loaded day; months never loaded are unknown and left out of cv.';
+COMMENT ON COLUMN marts.product_sales_12m.period_start IS 'First day of the period.';
+COMMENT ON COLUMN marts.product_sales_12m.period_end IS 'Last day of the period (end of the last complete month).';
+
+CREATE VIEW marts.product_abc_xyz AS
+WITH s AS (
+    -- Defaults again in case an analyst deleted the settings row.
+    SELECT coalesce(max(abc_a_max), 0.80) AS a_max, coalesce(max(abc_b_max), 0.95) AS b_max,
+           coalesce(max(xyz_x_max), 0.10) AS x_max, coalesce(max(xyz_y_max), 0.25) AS y_max
+    FROM marts.abc_xyz_settings
+), c AS (
+    SELECT p.*,
+           -- A product without revenue is C whatever the thresholds (with
+           -- abc_b_max = 1 its cumulative share 1 would make it B).
+           CASE WHEN p.revenue = 0 THEN 'C'
+                WHEN p.cumulative_share <= s.a_max THEN 'A'
+                WHEN p.cumulative_share <= s.b_max THEN 'B'
+                ELSE 'C' END AS abc_class,
+           CASE WHEN p.cv <= s.x_max THEN 'X'
+                WHEN p.cv <= s.y_max THEN 'Y'
+                ELSE 'Z' END AS xyz_class
+    FROM marts.product_sales_12m p CROSS JOIN s
+)
+SELECT product_id, revenue, units, revenue_share, cumulative_share, abc_class, cv, xyz_class,
+       abc_class || xyz_class AS abc_xyz_class, months, period_start, period_end, months_known
+FROM c;
+COMMENT ON VIEW marts.product_abc_xyz IS 'Grain: product sold in the trailing 12 complete months before the newest loaded day. ABC by cumulative revenue share in descending revenue order, XYZ by coefficient of variation of monthly units over the known months, thresholds from marts.abc_xyz_settings (applied live).';
+COMMENT ON COLUMN marts.product_abc_xyz.product_id IS 'Product id.';
+COMMENT ON COLUMN marts.product_abc_xyz.revenue IS 'Revenue (sum of total_price) in the period.';
+COMMENT ON COLUMN marts.product_abc_xyz.units IS 'Units (sum of quantity) in the period.';
+COMMENT ON COLUMN marts.product_abc_xyz.revenue_share IS 'revenue / revenue of all products in the period.';
+COMMENT ON COLUMN marts.product_abc_xyz.cumulative_share IS 'Share of period revenue of all products with revenue >= this one (descending revenue order; ties share one value).';
+COMMENT ON COLUMN marts.product_abc_xyz.abc_class IS 'A: cumulative_share <= abc_a_max (0.80); B: <= abc_b_max (0.95); C: the rest, and always C for a product without revenue (free-only).';
+COMMENT ON COLUMN marts.product_abc_xyz.cv IS 'Coefficient of variation of monthly units (population stddev / mean over the known months, known months without sales as 0).';
+COMMENT ON COLUMN marts.product_abc_xyz.xyz_class IS 'X: cv <= xyz_x_max (0.10); Y: cv <= xyz_y_max (0.25); Z: above.';
+COMMENT ON COLUMN marts.product_abc_xyz.abc_xyz_class IS 'abc_class || xyz_class: AX .. CZ.';
+COMMENT ON COLUMN marts.product_abc_xyz.months IS 'Number of calendar months in the period.';
+COMMENT ON COLUMN marts.product_abc_xyz.months_known IS 'Months of the period with at least one loaded day; the others are unknown, not zero, and left out of cv.';
+COMMENT ON COLUMN marts.product_abc_xyz.period_start IS 'First day of the period.';
+COMMENT ON COLUMN marts.product_abc_xyz.period_end IS 'Last day of the period.';
 -- +goose StatementEnd
 
 -- +goose Down

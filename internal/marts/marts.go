@@ -57,6 +57,7 @@ var Helpers = []string{
 	"marts.product_day",
 	"marts.product_month",
 	"marts.monthly_products",
+	"marts.period_products",
 	"marts.product_period",
 	"marts.product_sales_12m",
 	"marts.abc_xyz_period",
@@ -196,7 +197,7 @@ type half struct {
 var (
 	dayHalf = half{part: "days", tables: []string{
 		"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.product_days",
-		"marts.product_months", "marts.abc_xyz_period", "marts.product_period",
+		"marts.product_months", "marts.abc_xyz_period", "marts.period_products",
 	}, update: updateDays}
 	clientHalf = half{part: "clients", tables: []string{
 		"marts.client_stats", "marts.client_days_applied", "marts.client_events", "marts.cohort_activity",
@@ -576,6 +577,9 @@ const onDayRange = `purchase_date BETWEEN ($1::date[])[1] AND ($1::date[])[cardi
 // months of the changed days, for the per-month tables.
 const changedMonths = `(SELECT DISTINCT date_trunc('month', d::timestamp)::date FROM unnest($1::date[]) AS d)`
 
+// changedMonths5 is changedMonths with the days in $5.
+var changedMonths5 = strings.ReplaceAll(changedMonths, "$1", "$5")
+
 // clientSteps lists the statements of the client half. fresh: the client
 // table is empty (first update, rebuild), so there is no old contribution
 // to take away and every client is new: the client rows are written
@@ -685,16 +689,24 @@ func daySteps(big bool) []step {
 		)},
 		// A changed month is summed again from its days: at most 31 rows of
 		// product_days.
-		step{"replacing product_months", append([]string{
-			`DELETE FROM marts.product_months WHERE month IN ` + changedMonths},
-			sorted(`INSERT INTO marts.product_months (month, product_ids, units, revenue)
+		step{"replacing product_months", []string{
+			// The old rows leave the ABC/XYZ period's totals (updatePeriod).
+			`CREATE TEMP TABLE marts_old_months ON COMMIT DROP AS
+			SELECT * FROM marts.product_months WHERE month IN ` + changedMonths,
+			`DELETE FROM marts.product_months WHERE month IN ` + changedMonths,
+			// Hashed into products first: a month's days hold about three
+			// times as many entries as it has products, and only the
+			// products need sorting.
+			`INSERT INTO marts.product_months (month, product_ids, units, revenue)
 			SELECT month, array_agg(product_id), array_agg(units), array_agg(revenue)
-			FROM (SELECT `+month("d.day")+`::date AS month, u.product_id, sum(u.units)::bigint AS units, sum(u.revenue) AS revenue
-			      FROM marts.product_days d, unnest(d.product_ids, d.units, d.revenue) AS u(product_id, units, revenue)
-			      WHERE `+month("d.day")+`::date IN `+changedMonths+`
-			      GROUP BY 1, 2 ORDER BY 1, 2) p
-			GROUP BY month`)...,
-		)},
+			FROM (SELECT * FROM (
+			          SELECT ` + month("d.day") + `::date AS month, u.product_id, sum(u.units)::bigint AS units, sum(u.revenue) AS revenue
+			          FROM marts.product_days d, unnest(d.product_ids, d.units, d.revenue) AS u(product_id, units, revenue)
+			          WHERE ` + month("d.day") + `::date IN ` + changedMonths + `
+			          GROUP BY 1, 2) g
+			      ORDER BY 1, 2) p
+			GROUP BY month`,
+		}},
 		step{"replacing daily_sales", []string{
 			`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`,
 			`WITH agg AS (
@@ -764,7 +776,7 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	}
 	if !start.Valid || months == 0 {
 		// Less than one complete month of data: no period yet.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM marts.abc_xyz_period; DELETE FROM marts.product_period`); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM marts.abc_xyz_period; DELETE FROM marts.period_products`); err != nil {
 			return fmt.Errorf("clearing the ABC/XYZ period: %w", err)
 		}
 		return nil
@@ -780,6 +792,11 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	if same {
 		return nil
 	}
+	var oldStart, oldEndExcl sql.NullString
+	err = tx.QueryRowContext(ctx, `SELECT period_start::text, (period_end + 1)::text FROM marts.abc_xyz_period`).Scan(&oldStart, &oldEndExcl)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("reading the ABC/XYZ period: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO marts.abc_xyz_period (id, period_start, period_end, months, months_known)
 		VALUES (true, $1::date, $2::date - 1, $3, $4)
@@ -787,16 +804,52 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 			months = EXCLUDED.months, months_known = EXCLUDED.months_known`, start.String, endExcl.String, months, known); err != nil {
 		return fmt.Errorf("recording the ABC/XYZ period: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM marts.product_period`); err != nil {
-		return fmt.Errorf("clearing the ABC/XYZ period totals: %w", err)
+	// The totals are one row of arrays (marts.period_products), rewritten
+	// whole: from its old content when the period overlaps the old one
+	// (the months that left it or changed go out, those that came in or
+	// changed come in: a month or two instead of twelve), else from the
+	// period's months.
+	parts := `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months WHERE month >= $1::date AND month < $2::date`
+	var args []any
+	if oldStart.Valid && len(days) > 0 && oldStart.String < endExcl.String && start.String < oldEndExcl.String {
+		parts = `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months
+			WHERE month >= $1::date AND month < $2::date AND (month < $3::date OR month >= $4::date OR month IN ` + changedMonths5 + `)
+			UNION ALL
+			SELECT -1, product_ids, units, revenue FROM marts.product_months
+			WHERE month >= $3::date AND month < $4::date AND (month < $1::date OR month >= $2::date) AND month NOT IN ` + changedMonths5 + `
+			UNION ALL
+			SELECT -1, product_ids, units, revenue FROM marts_old_months WHERE month >= $3::date AND month < $4::date`
+		args = []any{oldStart.String, oldEndExcl.String, pq.Array(days)}
 	}
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO marts.product_period (product_id, revenue, units, units_sq)
-		SELECT u.product_id, sum(u.revenue), sum(u.units), sum(u.units * u.units)
-		FROM marts.product_months m, unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
-		WHERE m.month >= $1::date AND m.month < $2::date
-		GROUP BY u.product_id`, start.String, endExcl.String); err != nil {
-		return fmt.Errorf("recomputing the ABC/XYZ period totals: %w", err)
+	old := ""
+	if args != nil {
+		old = `UNION ALL
+			SELECT u.product_id, u.revenue, u.units, u.units_sq
+			FROM marts.period_products p, unnest(p.product_ids, p.revenue, p.units, p.units_sq) AS u(product_id, revenue, units, units_sq)`
+	}
+	q := `WITH t AS (
+			SELECT product_id, sum(revenue) AS revenue, sum(units) AS units, sum(units_sq) AS units_sq
+			FROM (SELECT u.product_id, m.sign * u.revenue AS revenue, m.sign * u.units AS units, m.sign * u.units * u.units AS units_sq
+			      FROM (` + parts + `) m, unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
+			      ` + old + `) x
+			GROUP BY product_id
+			-- Units are positive on every line: none means not sold in the
+			-- period.
+			HAVING sum(units) <> 0
+			ORDER BY product_id
+		)
+		INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
+		SELECT true, array_agg(product_id), array_agg(revenue), array_agg(units::bigint), array_agg(units_sq) FROM t
+		HAVING count(*) > 0`
+	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE marts_period ON COMMIT DROP AS SELECT * FROM marts.period_products`); err != nil {
+		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
+	}
+	q = strings.ReplaceAll(q, "marts.period_products p,", "marts_period p,")
+	if _, err := tx.ExecContext(ctx, `DELETE FROM marts.period_products`); err != nil {
+		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, q, append([]any{start.String, endExcl.String}, args...)...); err != nil {
+		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 	}
 	return nil
 }
