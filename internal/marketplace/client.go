@@ -274,13 +274,15 @@ func (e *LongElement) Error() string {
 // the line limit gives its start and a *LongElement.
 func (d *Day) Next() ([]byte, error) {
 	elem, err := d.elems.next()
-	var long *LongElement
-	switch {
-	case err == nil:
+	if err == nil {
 		return elem, nil
-	case errors.As(err, &long):
+	}
+	// errors.AsType, not errors.As: a target variable for errors.As
+	// escapes to the heap, an allocation for every line of every day.
+	if _, long := errors.AsType[*LongElement](err); long {
 		return elem, err
-	case errors.Is(err, io.EOF):
+	}
+	if errors.Is(err, io.EOF) {
 		d.once.Do(d.obs)
 		return nil, io.EOF
 	}

@@ -29,6 +29,17 @@ type elements struct {
 
 var errTruncated = errors.New("body ends before the closing bracket of the array")
 
+// The bytes where next must look closer: in a string, its end or an
+// escape; inside an element, a string or a bracket; between elements (a
+// scalar element), also a comma or whitespace. Every other byte is passed
+// over in a tight loop: a byte-by-byte state machine was the largest
+// single cost of a load.
+var (
+	stringStop = [256]bool{'"': true, '\\': true}
+	nestedStop = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true}
+	topStop    = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true, ',': true, ' ': true, '\t': true, '\n': true, '\r': true}
+)
+
 func newElements(r io.Reader, max int) *elements {
 	return &elements{r: r, buf: make([]byte, min(64<<10, max+1)), max: max}
 }
@@ -124,20 +135,40 @@ func (e *elements) next() ([]byte, error) {
 	inString, escaped := false, false
 	var skipped int64 // bytes of an over-long element already dropped
 	for {
-		for ; i < e.end; i++ {
-			c := e.buf[i]
+		for i < e.end {
 			if inString {
-				switch {
-				case escaped:
+				if escaped {
 					escaped = false
-				case c == '\\':
+					i++
+					continue
+				}
+				// Strings are most of a line's bytes: pass their plain
+				// characters in a tight loop.
+				for i < e.end && !stringStop[e.buf[i]] {
+					i++
+				}
+				if i == e.end {
+					break
+				}
+				if e.buf[i] == '\\' {
 					escaped = true
-				case c == '"':
+				} else {
 					inString = false
 				}
+				i++
 				continue
 			}
-			switch c {
+			stop := &nestedStop
+			if depth == 0 {
+				stop = &topStop
+			}
+			for i < e.end && !stop[e.buf[i]] {
+				i++
+			}
+			if i == e.end {
+				break
+			}
+			switch e.buf[i] {
 			case '"':
 				inString = true
 			case '{', '[':
@@ -151,15 +182,10 @@ func (e *elements) next() ([]byte, error) {
 					i++
 					goto found
 				}
-			case ',':
-				if depth == 0 {
-					goto found
-				}
-			case ' ', '\t', '\n', '\r':
-				if depth == 0 {
-					goto found
-				}
+			default: // a comma or whitespace after a scalar
+				goto found
 			}
+			i++
 		}
 		if skipped == 0 && i-start > e.max {
 			// Too long to hold: keep its start, drop the rest as it is scanned.

@@ -15,15 +15,29 @@ import (
 // day's request as soon as the body is in. Memory stays bounded: when the
 // reader falls behind, receiving pauses.
 type readAhead struct {
-	chunks   chan []byte
-	free     chan []byte
+	chunks   chan chunk
 	cur      []byte
-	curBuf   []byte
-	err      error // valid once chunks is closed
+	curBuf   *[]byte // the chunk cur is the rest of
+	err      error   // valid once chunks is closed
 	received chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
 }
+
+// chunk is n received bytes at the start of a buffer from chunkPool.
+type chunk struct {
+	buf *[]byte
+	n   int
+}
+
+// chunkPool keeps the receive buffers from one day to the next: a body is
+// received well ahead of its processing, so nearly every chunk of a day
+// used to be a new allocation, a fixed cost of every day (about 1.3 MB at
+// the real API's 5,500 lines a day).
+var chunkPool = sync.Pool{New: func() any {
+	b := make([]byte, readAheadChunk)
+	return &b
+}}
 
 // readAheadChunk is the unit of receiving; the window is a number of them.
 const readAheadChunk = 64 << 10
@@ -34,8 +48,7 @@ const readAheadChunk = 64 << 10
 func newReadAhead(body io.Reader, window int, timeout time.Duration, onStall func()) *readAhead {
 	n := max(window/readAheadChunk, 1)
 	ra := &readAhead{
-		chunks:   make(chan []byte, n),
-		free:     make(chan []byte, n+1),
+		chunks:   make(chan chunk, n),
 		received: make(chan struct{}),
 		stop:     make(chan struct{}),
 	}
@@ -56,18 +69,15 @@ func (ra *readAhead) run(body io.Reader, timeout time.Duration, onStall func()) 
 	stall := time.AfterFunc(timeout, onStall)
 	defer stall.Stop()
 	for {
-		var buf []byte
-		select {
-		case buf = <-ra.free:
-		default:
-			buf = make([]byte, readAheadChunk)
-		}
+		buf := chunkPool.Get().(*[]byte)
 		stall.Reset(timeout)
-		n, err := body.Read(buf[:cap(buf)])
+		n, err := body.Read(*buf)
 		stall.Stop()
-		if n > 0 {
+		if n == 0 {
+			chunkPool.Put(buf)
+		} else {
 			select {
-			case ra.chunks <- buf[:n]:
+			case ra.chunks <- chunk{buf, n}:
 			case <-ra.stop:
 				return
 			}
@@ -87,17 +97,15 @@ func (ra *readAhead) run(body io.Reader, timeout time.Duration, onStall func()) 
 func (ra *readAhead) Read(p []byte) (int, error) {
 	if len(ra.cur) == 0 {
 		if ra.curBuf != nil {
-			select {
-			case ra.free <- ra.curBuf:
-			default:
-			}
+			// Read copies out: nothing refers to the chunk any more.
+			chunkPool.Put(ra.curBuf)
 			ra.curBuf = nil
 		}
 		c, ok := <-ra.chunks
 		if !ok {
 			return 0, ra.err
 		}
-		ra.cur, ra.curBuf = c, c
+		ra.cur, ra.curBuf = (*c.buf)[:c.n], c.buf
 	}
 	n := copy(p, ra.cur)
 	ra.cur = ra.cur[n:]
