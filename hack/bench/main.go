@@ -160,17 +160,17 @@ func run() error {
 	dailyDay, bigDay := date(to.AddDate(0, 0, 1)), date(to.AddDate(0, 0, 2))
 	fetched := int64(e.days) * int64(e.rows)
 	csvPath := filepath.Join(e.work, "purchases.csv")
-	var product, limit, naive []measurement
+	var product, productMarts, limit, naive []measurement
 	var loaded int64
 
 	// The three contenders are interleaved so that drifting load on the
 	// machine hits them alike.
 	for i := 1; i <= e.rp; i++ {
-		logf("run %d/%d: product backfill of %d days x %d lines", i, e.rp, e.days, e.rows)
+		logf("run %d/%d: product backfill of %d days x %d lines, load only (marts held)", i, e.rp, e.days, e.rows)
 		if err := resetProduct(ctx, db); err != nil {
 			return err
 		}
-		m, err := e.product(ctx, db, e.api, "backfill", "--from", date(from), "--to", date(to))
+		m, err := e.loadOnly(ctx, db, e.api, "backfill", "--from", date(from), "--to", date(to))
 		if err != nil {
 			return err
 		}
@@ -182,6 +182,21 @@ func run() error {
 		logf("  %.2f s, %.0f lines/s, peak RSS %.1f MiB; CPU s: product %.2f, PostgreSQL %.2f, simulator %.2f, other load %.2f",
 			m.Seconds, float64(fetched)/m.Seconds, mib(m.MaxRSSKiB), m.CPUSeconds, m.PGCPUSecs, m.SimCPUSecs, m.OtherCPUSecs)
 		product = append(product, m)
+
+		logf("run %d/%d: product backfill of %d days x %d lines with its marts", i, e.rp, e.days, e.rows)
+		if err := resetProduct(ctx, db); err != nil {
+			return err
+		}
+		m, err = e.product(ctx, db, e.api, "backfill", "--from", date(from), "--to", date(to))
+		if err != nil {
+			return err
+		}
+		if _, err := checkLoaded(ctx, db, fetched); err != nil {
+			return err
+		}
+		logf("  %.2f s with the marts (final update %.2f s); CPU s: product %.2f, PostgreSQL %.2f, other load %.2f",
+			m.WallSeconds, m.MartsSeconds, m.CPUSeconds, m.PGCPUSecs, m.OtherCPUSecs)
+		productMarts = append(productMarts, m)
 		if i == 1 {
 			// The limit and the naive loader get exactly the rows the
 			// product accepted, exported once outside any timing.
@@ -313,17 +328,18 @@ func run() error {
 		Parameters: map[string]int{"days": e.days, "rows_per_day": e.rows, "rows_big": e.rowsBig,
 			"daily_rows": e.dailyRows, "repeat": e.rp},
 		Results: []row{
-			mk("product: backfill", fetched, product, fmt.Sprintf("%d days x %d lines fetched; %d accepted", e.days, e.rows, loaded)),
+			mk("product: backfill", fetched, product, fmt.Sprintf("%d days x %d lines fetched; %d accepted; load only: the marts lock held by the benchmark", e.days, e.rows, loaded)),
 			mk("limit: psql \\copy", loaded, limit, "the accepted rows from a CSV file, one COPY"),
 			mk("naive: INSERT x100 autocommit", loaded, naive, "lib/pq, literal VALUES, one commit per statement"),
 			mk("product: one big day", int64(e.rowsBig), big, "peak RSS must stay flat"),
 			mk("product: daily run --date", int64(e.dailyRows), daily, "on top of the history; simulator without latency"),
+			mk("product: backfill with marts", fetched, wall(productMarts), "the same backfill, its marts drained behind the loads and at the end"),
 			mk("marts rebuild", 0, martsFull, fmt.Sprintf("every day of %d rows, one transaction", loaded)),
 			mk("marts update, nothing queued", 0, martsIdle, "what a pass that loaded nothing pays"),
 		},
 	}
 	p, b, d := rep.Results[0], rep.Results[3], rep.Results[4]
-	pWall := median(product, func(m measurement) float64 { return m.WallSeconds })
+	pWall := median(productMarts, func(m measurement) float64 { return m.WallSeconds })
 	dWall := median(daily, func(m measurement) float64 { return m.WallSeconds })
 	dMarts := median(daily, func(m measurement) float64 { return m.MartsSeconds })
 	rep.Targets = []target{
@@ -331,7 +347,7 @@ func run() error {
 		{"peak RSS <= 64 MiB on the big day", fmt.Sprintf("%.1f MiB (%d lines)", b.PeakRSSMiB, b.Rows), b.PeakRSSMiB > 0 && b.PeakRSSMiB <= 64},
 		{"daily pass of a normal day < 1 s of own time", fmt.Sprintf("%.3f s (%d lines, marts apart)", d.Seconds, d.Rows), d.Seconds > 0 && d.Seconds < 1},
 		{fmt.Sprintf("daily pass including marts <= 1 s on %d lines (<= 2 s on 10 M)", loaded), fmt.Sprintf("%.3f s (marts %.3f s)", dWall, dMarts), dWall > 0 && dWall <= 1},
-		{"backfill including marts <= 1.5 x load-only", fmt.Sprintf("%.2fx (%.1f s + marts %.1f s)", (pWall)/p.Seconds, p.Seconds, pWall-p.Seconds), p.Seconds > 0 && pWall <= 1.5*p.Seconds},
+		{"backfill including marts <= 1.5 x load-only", fmt.Sprintf("%.2fx (%.1f s with marts, %.1f s load only)", pWall/p.Seconds, pWall, p.Seconds), p.Seconds > 0 && pWall <= 1.5*p.Seconds},
 		{"backfill load throughput >= 0.8 x psql \\copy", fmt.Sprintf("%.0f %%", 100*p.VsLimit), p.VsLimit >= 0.8},
 	}
 	printTable(os.Stdout, rep)
@@ -360,16 +376,51 @@ func timedMarts(ctx context.Context, f func(context.Context) (marts.Result, erro
 	return m, nil
 }
 
+// wall is ms with the wall time, marts included, as their time.
+func wall(ms []measurement) []measurement {
+	out := make([]measurement, len(ms))
+	for i, m := range ms {
+		m.Seconds = m.WallSeconds
+		out[i] = m
+	}
+	return out
+}
+
+// loadOnly runs a pass while the benchmark holds the marts lock: the
+// pass's background drains find the marts busy and its final update gives
+// up after a millisecond (the pass exits 1, the changed days stay queued),
+// so its time is the load alone, on the same binary and settings.
+func (e env) loadOnly(ctx context.Context, db *sqlx.DB, api string, args ...string) (measurement, error) {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return measurement{}, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT FROM marketplace.marts_lock FOR UPDATE`); err != nil {
+		return measurement{}, fmt.Errorf("holding the marts lock: %w", err)
+	}
+	return e.run(ctx, db, api, true, args...)
+}
+
 // product runs the binary once and measures it. Any marts refresh inside
 // the pass is reported apart and excluded from the time; the CPU figures are
 // then taken when the last day is done, before the refresh starts.
 func (e env) product(ctx context.Context, db *sqlx.DB, api string, args ...string) (measurement, error) {
+	return e.run(ctx, db, api, false, args...)
+}
+
+// run runs the binary once; marts held: its marts update must fail on
+// the lock (exit 1), and the time is all load.
+func (e env) run(ctx context.Context, db *sqlx.DB, api string, martsHeld bool, args ...string) (measurement, error) {
 	if _, err := db.ExecContext(ctx, `CHECKPOINT`); err != nil {
 		return measurement{}, err
 	}
 	cmd := exec.Command(e.bin, args...)
 	cmd.Env = append(os.Environ(), "MARKETPLACE_API_URL="+api, "LOG_FORMAT=json", "LOG_LEVEL=info",
 		"ETL_AUTO_MIGRATE=false", "ETL_CATCHUP_DAYS=0")
+	if martsHeld {
+		cmd.Env = append(cmd.Env, "ETL_MARTS_LOCK_TIMEOUT=1ms")
+	}
 	logSeq++
 	logPath := filepath.Join(e.work, fmt.Sprintf("product-%02d-%s.log", logSeq, args[0]))
 	lf, err := os.Create(logPath)
@@ -397,6 +448,14 @@ func (e env) product(ctx context.Context, db *sqlx.DB, api string, args ...strin
 	cmd.Stderr, cmd.Stdout = lw, lw
 	var base snapshot
 	m, err := timed(cmd, e.simPIDs, &base)
+	var ee *exec.ExitError
+	if martsHeld && errors.As(err, &ee) && ee.ExitCode() == 1 {
+		m.WallSeconds = m.Seconds
+		return m, nil
+	}
+	if err == nil && martsHeld {
+		err = errors.New("exited 0 although the marts lock was held")
+	}
 	if err != nil {
 		tail, _ := os.ReadFile(logPath)
 		return m, fmt.Errorf("marketplace-etl %s: %w\n%s", strings.Join(args, " "), err, lastLines(string(tail), 20))
@@ -580,7 +639,7 @@ func martsInLog(path string) (float64, error) {
 		switch {
 		case msg == "pass succeeded":
 			ok = true
-		case msg == "marts updated":
+		case msg == "marts updated" && l["behind_loads"] != true:
 			marts = max(marts, duration(l["duration"]))
 		}
 	}

@@ -190,6 +190,7 @@ func execute(ctx, final context.Context, cfg *config.Config, run etl.Run, plan p
 	}()
 	p := &pipeline.Pipeline{
 		Store: pipeline.DBStore(st), API: pipeline.APISource(api), Log: log.With("run_id", runID), Recorder: rec, Refresh: martsRefresher(st, cfg, log),
+		Follow:   martsFollower(st, cfg, log),
 		Settings: pipeline.Settings{MaxRejectRatio: cfg.MaxRejectRatio, Retries: cfg.HTTPRetries, Backoff: cfg.HTTPBackoff, MaxBackoff: cfg.HTTPMaxBackoff},
 		Progress: pipeline.Progress{Log: log},
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -53,5 +54,21 @@ func martsRefresher(st *store.Store, cfg *config.Config, log *slog.Logger) pipel
 	return func(ctx context.Context) (time.Duration, error) {
 		res, err := u.Update(ctx)
 		return res.Duration, err
+	}
+}
+
+// martsFollower drains the marts queue behind a pass's loads when no other
+// process is updating the marts (ETL_MARTS_FOLLOW).
+func martsFollower(st *store.Store, cfg *config.Config, log *slog.Logger) pipeline.Follower {
+	if !cfg.MartsFollow {
+		return nil
+	}
+	u := &marts.Updater{DB: st.DB(), Log: log, LockTimeout: cfg.MartsLockTimeout}
+	return func(ctx context.Context) error {
+		_, err := u.TryUpdate(ctx)
+		if errors.Is(err, marts.ErrBusy) {
+			return nil
+		}
+		return err
 	}
 }

@@ -41,9 +41,12 @@ type Config struct {
 	LockTimeout      time.Duration `env:"ETL_DB_LOCK_TIMEOUT" envDefault:"2m"`
 	// MartsLockTimeout bounds the wait for another process updating the marts.
 	MartsLockTimeout time.Duration `env:"ETL_MARTS_LOCK_TIMEOUT" envDefault:"5m"`
-	AutoMigrate      bool          `env:"ETL_AUTO_MIGRATE" envDefault:"true"`
-	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat        string        `env:"LOG_FORMAT" envDefault:"auto"`
+	// MartsFollow: a pass of several days drains the marts queue in the
+	// background while it loads, so that its final update is small.
+	MartsFollow bool   `env:"ETL_MARTS_FOLLOW" envDefault:"true"`
+	AutoMigrate bool   `env:"ETL_AUTO_MIGRATE" envDefault:"true"`
+	LogLevel    string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat   string `env:"LOG_FORMAT" envDefault:"auto"`
 
 	PushgatewayURL      string        `env:"PUSHGATEWAY_URL"`
 	PushgatewayJob      string        `env:"PUSHGATEWAY_JOB" envDefault:"marketplace_etl"`

@@ -121,3 +121,45 @@ func TestReadOnlyRoleCannotBlockUpdates(t *testing.T) {
 		}
 	}
 }
+
+// TryUpdate, the drain behind a pass's loads, never waits for the lock,
+// records nothing when the marts are busy, does only the day half until
+// the client half has had its first update, and then both.
+func TestTryUpdate(t *testing.T) {
+	db := newDB(t)
+	loadFixture(t, db)
+	ctx := context.Background()
+	u := &Updater{DB: db, Log: quiet(), LockTimeout: time.Minute}
+	holder := db.MustBegin()
+	holder.MustExec(`SELECT id FROM marketplace.marts_lock FOR UPDATE`)
+	t0 := time.Now()
+	if _, err := u.TryUpdate(ctx); !errors.Is(err, ErrBusy) || time.Since(t0) > 10*time.Second {
+		t.Fatalf("TryUpdate while another holds the lock: %v after %v, want ErrBusy at once", err, time.Since(t0))
+	}
+	holder.Rollback()
+	expectRows(t, db, []string{"0|129|129"}, `SELECT (SELECT count(*) FROM marts.refresh_state),
+		(SELECT count(DISTINCT purchase_date) FROM marketplace.marts_queue WHERE part = 'days'),
+		(SELECT count(DISTINCT purchase_date) FROM marketplace.marts_queue WHERE part = 'clients')`)
+
+	if res, err := u.TryUpdate(ctx); err != nil || res.Days != 129 {
+		t.Fatalf("first TryUpdate = %+v, %v; want the 129 days of the day half", res, err)
+	}
+	expectRows(t, db, []string{"0|129|0"}, `SELECT (SELECT count(*) FROM marketplace.marts_queue WHERE part = 'days'),
+		(SELECT count(DISTINCT purchase_date) FROM marketplace.marts_queue WHERE part = 'clients'), (SELECT count(*) FROM marts.client_stats)`)
+
+	if _, err := u.Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.MustExec(`UPDATE marketplace.day_loads SET attempts = attempts + 1 WHERE purchase_date = (SELECT min(purchase_date) FROM marketplace.day_loads)`)
+	if res, err := u.TryUpdate(ctx); err != nil || res.Days != 1 {
+		t.Fatalf("TryUpdate after the first update = %+v, %v; want the changed day", res, err)
+	}
+	expectRows(t, db, []string{"0"}, `SELECT count(*) FROM marketplace.marts_queue`)
+	inc := snapshot(t, db)
+	rebuild(t, db)
+	for name, want := range snapshot(t, db) {
+		if inc[name] != want {
+			t.Errorf("after TryUpdate: %s = %s, rebuild %s", name, inc[name], want)
+		}
+	}
+}

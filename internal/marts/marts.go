@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -46,6 +47,9 @@ var Names = []string{
 // a check that they exist or a comparison of two databases.
 var Helpers = []string{
 	"marts.client_day",
+	"marts.client_days_applied",
+	"marts.product_days",
+	"marts.product_months",
 	"marts.client_first_purchase",
 	"marts.client_stats",
 	"marts.client_events",
@@ -53,6 +57,7 @@ var Helpers = []string{
 	"marts.product_day",
 	"marts.product_month",
 	"marts.monthly_products",
+	"marts.period_products",
 	"marts.product_period",
 	"marts.product_sales_12m",
 	"marts.abc_xyz_period",
@@ -62,12 +67,7 @@ var Helpers = []string{
 }
 
 // Tables are the tables Update writes; Rebuild empties them first.
-var Tables = []string{
-	"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.client_day",
-	"marts.client_stats", "marts.client_events", "marts.cohort_activity", "marts.product_day", "marts.product_month",
-	"marts.monthly_products", "marts.abc_xyz_period", "marts.product_period", "marts.rfm_thresholds",
-	"marts.rfm_histogram",
-}
+var Tables = append(append([]string{}, dayHalf.tables...), clientHalf.tables...)
 
 // DefaultLockTimeout bounds the wait for another process's marts update
 // when the caller sets none.
@@ -107,7 +107,18 @@ func Refresh(ctx context.Context, db *sqlx.DB, log *slog.Logger) (time.Duration,
 // every load committed before it started. It costs what the queued days
 // changed, not the size of the history, and nothing when the queue is empty.
 func (u *Updater) Update(ctx context.Context) (Result, error) {
-	return u.run(ctx, false)
+	return u.run(ctx, false, false)
+}
+
+// ErrBusy: TryUpdate found another process updating the marts.
+var ErrBusy = errors.New("another process is updating the marts")
+
+// TryUpdate is Update when no other process is updating the marts, and
+// returns ErrBusy at once otherwise (nothing recorded: it is not a
+// failure). A pass uses it to keep the marts close behind its loads while
+// it runs; its final Update waits for the lock.
+func (u *Updater) TryUpdate(ctx context.Context) (Result, error) {
+	return u.run(ctx, false, true)
 }
 
 // Rebuild recomputes every mart from all loaded lines, as if every day had
@@ -115,10 +126,10 @@ func (u *Updater) Update(ctx context.Context) (Result, error) {
 // check it) and is the remedy for lines written outside marketplace-etl.
 // Readers keep seeing the previous content until it commits.
 func (u *Updater) Rebuild(ctx context.Context) (Result, error) {
-	return u.run(ctx, true)
+	return u.run(ctx, true, false)
 }
 
-func (u *Updater) run(ctx context.Context, rebuild bool) (Result, error) {
+func (u *Updater) run(ctx context.Context, rebuild, nowait bool) (Result, error) {
 	start := time.Now()
 	what := "updating the marts"
 	if rebuild {
@@ -133,8 +144,11 @@ func (u *Updater) run(ctx context.Context, rebuild bool) (Result, error) {
 	if err := conn.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
 		return Result{}, fmt.Errorf("%s: reading the database clock: %w", what, err)
 	}
-	days, err := u.inTx(ctx, conn, rebuild)
+	days, err := u.update(ctx, conn, rebuild, nowait)
 	res := Result{Days: days, Duration: time.Since(start)}
+	if errors.Is(err, ErrBusy) {
+		return res, err
+	}
 	if err != nil {
 		err = fmt.Errorf("%s: %w", what, err)
 		// Record the failure even when ctx is what failed.
@@ -146,7 +160,11 @@ func (u *Updater) run(ctx context.Context, rebuild bool) (Result, error) {
 		return res, err
 	}
 	if days > 0 || rebuild {
-		u.log().Info("marts updated", "days", days, "rebuild", rebuild, "duration", res.Duration.Round(time.Millisecond))
+		attrs := []any{"days", days, "rebuild", rebuild, "duration", res.Duration.Round(time.Millisecond)}
+		if nowait {
+			attrs = append(attrs, "behind_loads", true) // not the pass's final update
+		}
+		u.log().Info("marts updated", attrs...)
 	}
 	return res, nil
 }
@@ -158,102 +176,254 @@ func (u *Updater) log() *slog.Logger {
 	return u.Log
 }
 
-// inTx does the whole update in one transaction and returns the number of
-// days it brought up to date.
-func (u *Updater) inTx(ctx context.Context, conn *sql.Conn, rebuild bool) (int, error) {
-	tx, err := conn.BeginTx(ctx, nil)
+// The marts are kept in two halves that read nothing of each other: the
+// day half (daily_sales, sales_by_gender, sales_by_hour, product_days,
+// product_months and the ABC/XYZ period) and the client half
+// (client_stats, client_events, cohort_activity, the RFM histograms and
+// thresholds). Each drains its own entries of the queue in its own
+// transaction, and the two run side by side on two connections: a first
+// update after a backfill takes about as long as the bigger half instead
+// of both. Each half is atomic: a failure or a kill leaves its own queue
+// entries for the next update. Between the two commits a reader may see
+// one half a moment ahead of the other.
+type half struct {
+	part   string   // its entries in marketplace.marts_queue
+	tables []string // what it writes, emptied by a rebuild
+	// update brings the half's tables up to date with the changed days
+	// (none: a rebuild of an empty database).
+	update func(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error
+}
+
+var (
+	dayHalf = half{part: "days", tables: []string{
+		"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.product_days",
+		"marts.product_months", "marts.abc_xyz_period", "marts.period_products",
+	}, update: updateDays}
+	clientHalf = half{part: "clients", tables: []string{
+		"marts.client_stats", "marts.client_days_applied", "marts.client_events", "marts.cohort_activity",
+		"marts.rfm_thresholds", "marts.rfm_histogram",
+	}, update: updateClients}
+)
+
+// update does the whole update and returns the number of days it brought
+// up to date. conn holds the marts lock, and runs the client half; the day
+// half runs on a second connection meanwhile.
+func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bool) (int, error) {
+	tx, err := u.begin(ctx, conn)
 	if err != nil {
-		return 0, fmt.Errorf("beginning the transaction: %w", err)
+		return 0, err
 	}
 	defer tx.Rollback()
-	timeout := u.LockTimeout
-	if timeout <= 0 {
-		timeout = DefaultLockTimeout
+	// A row lock needs UPDATE privilege on the table: the read-only role
+	// can neither take it nor hold it. It covers both halves.
+	lock := `SELECT id FROM marketplace.marts_lock FOR UPDATE`
+	if nowait {
+		lock += ` NOWAIT`
+	}
+	if _, err := tx.ExecContext(ctx, lock); err != nil {
+		var pe *pq.Error
+		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+			if nowait {
+				return 0, ErrBusy
+			}
+			return 0, &LockTimeoutError{Timeout: u.lockTimeout()}
+		}
+		return 0, fmt.Errorf("taking the marts lock: %w", err)
+	}
+	if nowait {
+		// Behind the loads, the day half only until the client half has
+		// its first update: done at once at the end of the pass, that
+		// costs a fraction of many incremental ones. The day half costs
+		// the same either way.
+		var fresh bool
+		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
+			return 0, fmt.Errorf("reading the state of the marts: %w", err)
+		}
+		if fresh {
+			n, err := u.updateHalf(ctx, dayHalf, nil, false)
+			if err != nil {
+				return 0, fmt.Errorf("the day marts: %w", err)
+			}
+			return n, tx.Commit()
+		}
+	}
+	var dayDays int
+	var dayErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				dayErr = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+		}()
+		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, rebuild)
+	}()
+	n, err := u.updateHalf(ctx, clientHalf, tx, rebuild)
+	<-done
+	if err != nil {
+		return 0, fmt.Errorf("the client marts: %w", err)
+	}
+	if dayErr != nil {
+		// The client half is good: keep it, and report the day half.
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("the client marts: committing: %w", err)
+		}
+		return 0, fmt.Errorf("the day marts: %w", dayErr)
+	}
+	if n > 0 || dayDays > 0 || rebuild {
+		var started time.Time
+		if err := tx.QueryRowContext(ctx, `SELECT now()`).Scan(&started); err != nil {
+			return 0, fmt.Errorf("reading the database clock: %w", err)
+		}
+		if err := setState(ctx, tx, "succeeded", started, nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("the client marts: committing: %w", err)
+	}
+	return max(n, dayDays), nil
+}
+
+func (u *Updater) lockTimeout() time.Duration {
+	if u.LockTimeout <= 0 {
+		return DefaultLockTimeout
+	}
+	return u.LockTimeout
+}
+
+// begin starts a transaction of the update on conn.
+func (u *Updater) begin(ctx context.Context, conn *sql.Conn) (*sql.Tx, error) {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("beginning a transaction: %w", err)
 	}
 	// Every lock wait of the update is bounded by the lock timeout. The
 	// statements themselves are bounded by ctx: a rebuild over years of
 	// lines may legitimately outlast the loads' statement timeout.
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '128MB'`,
-		max(1, timeout.Milliseconds()))); err != nil { // 0 would mean no limit
-		return 0, fmt.Errorf("setting session limits: %w", err)
+		max(1, u.lockTimeout().Milliseconds()))); err != nil { // 0 would mean no limit
+		tx.Rollback()
+		return nil, fmt.Errorf("setting session limits: %w", err)
 	}
-	// A row lock needs UPDATE privilege on the table: the read-only role
-	// can neither take it nor hold it.
-	if _, err := tx.ExecContext(ctx, `SELECT id FROM marketplace.marts_lock FOR UPDATE`); err != nil {
-		var pe *pq.Error
-		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
-			return 0, &LockTimeoutError{Timeout: timeout}
+	return tx, nil
+}
+
+// updateHalf drains h's queue entries and updates its tables, in tx, or
+// when tx is nil in a transaction of its own on a connection of its own,
+// which it commits.
+func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bool) (int, error) {
+	if tx == nil {
+		conn, err := u.DB.Conn(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("getting a connection: %w", err)
 		}
-		return 0, fmt.Errorf("taking the marts lock: %w", err)
-	}
-	if rebuild {
-		if err := emptyMarts(ctx, tx); err != nil {
+		defer conn.Close()
+		if tx, err = u.begin(ctx, conn); err != nil {
 			return 0, err
 		}
+		defer tx.Rollback()
+		n, err := u.updateHalf(ctx, h, tx, rebuild)
+		if err != nil {
+			return 0, err
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("committing: %w", err)
+		}
+		return n, nil
 	}
-	days, err := drainQueue(ctx, tx, rebuild)
+	if rebuild {
+		for _, t := range h.tables {
+			// DELETE, not TRUNCATE: TRUNCATE needs an ACCESS EXCLUSIVE lock
+			// that any reader's long SELECT would hold up.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
+				return 0, fmt.Errorf("emptying %s: %w", t, err)
+			}
+		}
+	}
+	days, err := drainQueue(ctx, tx, h.part, rebuild)
 	if err != nil {
 		return 0, err
 	}
 	if len(days) == 0 && !rebuild {
-		return 0, tx.Commit()
+		return 0, nil
 	}
-	var fresh bool
-	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_day)`).Scan(&fresh); err != nil {
-		return 0, fmt.Errorf("reading the state of the marts: %w", err)
+	t0 := time.Now()
+	if err := h.update(ctx, tx, u.log(), days); err != nil {
+		return 0, err
 	}
+	u.log().Debug("marts half updated", "half", h.part, "days", len(days), "duration", time.Since(t0).Round(time.Microsecond))
+	return len(days), nil
+}
+
+// updateClients is the client half's update.
+func updateClients(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
+	if len(days) > 0 {
+		var fresh bool
+		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
+			return fmt.Errorf("reading the state of the marts: %w", err)
+		}
+		if err := runSteps(ctx, tx, log, clientSteps(fresh), days); err != nil {
+			return err
+		}
+	}
+	return updateRFM(ctx, tx)
+}
+
+// updateDays is the day half's update.
+func updateDays(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
+	if len(days) > 0 {
+		if err := runSteps(ctx, tx, log, daySteps(len(days) > 31), days); err != nil {
+			return err
+		}
+	}
+	return updatePeriod(ctx, tx, days)
+}
+
+// runSteps runs the statements of steps for the changed days (sorted,
+// distinct, at least one), passed to those that use $1.
+func runSteps(ctx context.Context, tx *sql.Tx, log *slog.Logger, steps []step, days []string) error {
 	arg := pq.Array(days)
-	for _, s := range steps(fresh) {
+	run := consecutive(days)
+	for _, s := range steps {
 		t0 := time.Now()
 		for _, q := range s.sql {
+			if run {
+				q = strings.ReplaceAll(q, onChangedDays, onDayRange)
+			}
 			var args []any
 			if strings.Contains(q, "$1") {
 				args = []any{arg}
 			}
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return 0, fmt.Errorf("%s: %w", s.what, err)
+				return fmt.Errorf("%s: %w", s.what, err)
 			}
 		}
-		u.log().Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
-	}
-	if err := updatePeriod(ctx, tx, days); err != nil {
-		return 0, err
-	}
-	if err := updateRFM(ctx, tx); err != nil {
-		return 0, err
-	}
-	var started time.Time
-	if err := tx.QueryRowContext(ctx, `SELECT now()`).Scan(&started); err != nil {
-		return 0, fmt.Errorf("reading the database clock: %w", err)
-	}
-	if err := setState(ctx, tx, "succeeded", started, nil); err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("committing: %w", err)
-	}
-	return len(days), nil
-}
-
-// emptyMarts empties every mart table. DELETE, not TRUNCATE: TRUNCATE needs an
-// ACCESS EXCLUSIVE lock that any reader's long SELECT would hold up.
-func emptyMarts(ctx context.Context, tx *sql.Tx) error {
-	for _, t := range Tables {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
-			return fmt.Errorf("emptying %s: %w", t, err)
-		}
+		log.Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
 	}
 	return nil
 }
 
-// drainQueue takes the queued days out of the queue and returns them,
+// consecutive tells whether days (sorted, distinct, YYYY-MM-DD) are a run
+// of consecutive calendar days.
+func consecutive(days []string) bool {
+	first, err := time.Parse(time.DateOnly, days[0])
+	if err != nil {
+		return false
+	}
+	return first.AddDate(0, 0, len(days)-1).Format(time.DateOnly) == days[len(days)-1]
+}
+
+// drainQueue takes the queued days of a half out of the queue and returns them,
 // distinct and sorted. Only entries of committed loads are visible and
 // taken, so a load committing meanwhile stays queued for the next Update.
 // A rebuild takes every day that has a load state or lines.
-func drainQueue(ctx context.Context, tx *sql.Tx, rebuild bool) ([]string, error) {
-	q := `DELETE FROM marketplace.marts_queue RETURNING purchase_date::text`
+func drainQueue(ctx context.Context, tx *sql.Tx, part string, rebuild bool) ([]string, error) {
+	q, args := `DELETE FROM marketplace.marts_queue WHERE part = $1 RETURNING purchase_date::text`, []any{part}
 	if rebuild {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM marketplace.marts_queue`); err != nil {
+		args = nil
+		if _, err := tx.ExecContext(ctx, `DELETE FROM marketplace.marts_queue WHERE part = $1`, part); err != nil {
 			return nil, fmt.Errorf("emptying the queue: %w", err)
 		}
 		// The recursive walk reads one index entry per distinct day, not
@@ -266,7 +436,7 @@ func drainQueue(ctx context.Context, tx *sql.Tx, rebuild bool) ([]string, error)
 			SELECT day::text FROM d WHERE day IS NOT NULL
 			UNION SELECT purchase_date::text FROM marketplace.day_loads`
 	}
-	rows, err := tx.QueryContext(ctx, q)
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading the queue of changed days: %w", err)
 	}
@@ -297,26 +467,44 @@ type step struct {
 	sql  []string
 }
 
-// clientEvents adds (sign 1) or subtracts (sign -1) the contribution of
-// the client_day rows of scope (cd: client_id, day, revenue) to
-// client_events. Rolling distinct counts
-// without a self-join: a client is in the N-day window of day x when it
-// bought on some d in [x-N+1, x], i.e. x lies in [d, d+N). Each purchase
-// day adds the part of that interval not already covered by the client's
-// previous purchase day p: [max(d, p+N), d+N). The intervals of one client
-// are then disjoint, so a running sum of +1/-1 events counts distinct
-// clients exactly, and a client's events depend on its own days only.
-func clientEvents(sign, scope string) string {
-	// The events of a purchase day depend only on the day and the gap to
-	// the previous one (capped at 30: longer gaps give the same events), so
-	// the client days are counted per (day, gap) first and each of those
-	// few groups, not each client day, expands into its four events.
-	return `INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
+// clientActivity adds (sign 1) or subtracts (sign -1) the contribution of
+// the clients of scope (x: client_stats rows) to client_events and
+// cohort_activity. Both come from one pass over the clients' purchase days
+// (sorted, so the previous day is the previous element), grouped two ways
+// at once; tag names the temporary table of that pass.
+//
+// client_events: rolling distinct counts without a self-join. A client is
+// in the N-day window of day x when it bought on some d in [x-N+1, x], i.e.
+// x lies in [d, d+N). Each purchase day adds the part of that interval not
+// already covered by the client's previous purchase day p:
+// [max(d, p+N), d+N). The intervals of one client are then disjoint, so a
+// running sum of +1/-1 events counts distinct clients exactly, and a
+// client's events depend on its own days only. The events of a purchase
+// day depend only on the day and the gap to the previous one (capped at
+// 30: longer gaps give the same events), so the purchase days are counted
+// per (day, gap) and each of those few groups, not each purchase day,
+// expands into its four events.
+//
+// cohort_activity: a client counts in its cohort (the month of its first
+// purchase) as active in a month once, on the first of its days in that
+// month.
+func clientActivity(sign, scope, tag string) []string {
+	t := "marts_activity_" + tag
+	return []string{
+		// Each expression where it is cheapest: the cohort once per client,
+		// the month once per day (the previous day is in this month when
+		// it is not before its first day).
+		`CREATE TEMP TABLE ` + t + ` ON COMMIT DROP AS
+		SELECT cohort_month, month, day, gap, count(*) AS n, count(*) FILTER (WHERE prev IS NULL OR prev < month) AS active,
+		       sum(revenue) AS revenue, GROUPING(day, gap) AS by_month
+		FROM (SELECT cohort_month, days[i] AS day, days[i - 1] AS prev, CASE WHEN i > 1 THEN least(days[i] - days[i - 1], 30) END AS gap,
+		             ` + month("days[i]") + ` AS month, revenues[i] AS revenue
+		      FROM (SELECT cohort_month, days, revenues, generate_subscripts(days, 1) AS i
+		            FROM (SELECT ` + month("x.days[1]") + ` AS cohort_month, x.days, x.revenues FROM ` + scope + ` OFFSET 0) c) e) e
+		GROUP BY GROUPING SETS ((cohort_month, month), (day, gap))`,
+		`INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
 		SELECT e.day, ` + sign + ` * sum(e.d7), ` + sign + ` * sum(e.d30), ` + sign + ` * sum(e.n)
-		FROM (SELECT g.day, CASE WHEN g.gap > 30 THEN 30 ELSE g.gap END AS gap, count(*) AS n
-		      FROM (SELECT cd.day, cd.day - lag(cd.day) OVER (PARTITION BY cd.client_id ORDER BY cd.day) AS gap
-		            FROM ` + scope + `) g
-		      GROUP BY 1, 2) c
+		FROM (SELECT day, gap, n FROM ` + t + ` WHERE by_month = 0) c
 		-- A first purchase (gap null) opens both windows on its day:
 		-- greatest ignores nulls.
 		CROSS JOIN LATERAL (VALUES
@@ -326,39 +514,26 @@ func clientEvents(sign, scope string) string {
 			(c.day + 30, 0, -c.n, 0)) AS e(day, d7, d30, n)
 		GROUP BY e.day
 		ON CONFLICT (day) DO UPDATE SET d7 = t.d7 + EXCLUDED.d7, d30 = t.d30 + EXCLUDED.d30,
-			new_clients = t.new_clients + EXCLUDED.new_clients`
-}
-
-// cohortActivity adds or subtracts the activity of the client_day rows of
-// scope to their clients' cohort (the month of their first purchase).
-func cohortActivity(sign, scope string) string {
-	return `INSERT INTO marts.cohort_activity AS t (cohort_month, activity_month, active_clients, revenue)
-		SELECT date_trunc('month', c.first_day)::date, c.month, ` + sign + ` * count(*), ` + sign + ` * sum(c.revenue)
-		FROM (SELECT cd.client_id, date_trunc('month', cd.day)::date AS month, sum(cd.revenue) AS revenue,
-		             min(min(cd.day)) OVER (PARTITION BY cd.client_id) AS first_day
-		      FROM ` + scope + ` GROUP BY 1, 2
-		      -- Grouped in client order (client_day's client index gives it),
-		      -- the window needs no sort of its own.
-		      ORDER BY 1, 2) c
-		GROUP BY 1, 2
+			new_clients = t.new_clients + EXCLUDED.new_clients`,
+		`INSERT INTO marts.cohort_activity AS t (cohort_month, activity_month, active_clients, revenue)
+		SELECT cohort_month::date, month::date, ` + sign + ` * active, ` + sign + ` * revenue
+		FROM ` + t + ` WHERE by_month <> 0
 		ON CONFLICT (cohort_month, activity_month) DO UPDATE SET
-			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`
+			active_clients = t.active_clients + EXCLUDED.active_clients, revenue = t.revenue + EXCLUDED.revenue`,
+	}
 }
 
-// statsOf is the client_stats rows of the client_day rows of src.
-func statsOf(src string) string {
-	return `(SELECT cd.client_id, min(cd.day) AS first_purchase_date, max(cd.day) AS last_purchase_date,
-		count(*) AS frequency, sum(cd.revenue) AS monetary, floor(400 * ln(1 + sum(cd.revenue)::float8))::integer AS m_bucket
-		FROM ` + src + ` GROUP BY cd.client_id) c`
-}
+// month is the first day of the month of the date expression d; through
+// timestamp, which unlike timestamptz needs no time zone arithmetic.
+func month(d string) string { return `date_trunc('month', (` + d + `)::timestamp)` }
 
-// rfmHistogram adds or subtracts clients (their client_stats rows, c in
-// scope) to the RFM histograms.
+// rfmHistogram adds or subtracts the clients of scope (x: client_stats
+// rows) to the RFM histograms.
 func rfmHistogram(sign, scope string) string {
 	// One grouping per measure: three small aggregates instead of one over
 	// three rows per client.
 	return `INSERT INTO marts.rfm_histogram AS t (measure, bucket, clients)
-		WITH c AS MATERIALIZED (SELECT c.last_purchase_date, c.frequency, c.m_bucket FROM ` + scope + `)
+		WITH c AS MATERIALIZED (SELECT x.last_purchase_date, x.frequency, x.m_bucket FROM ` + scope + `)
 		SELECT 'r', last_purchase_date - date '2000-01-01', ` + sign + ` * count(*) FROM c GROUP BY 2
 		UNION ALL
 		SELECT 'f', frequency::integer, ` + sign + ` * count(*) FROM c GROUP BY 2
@@ -367,21 +542,19 @@ func rfmHistogram(sign, scope string) string {
 		ON CONFLICT (measure, bucket) DO UPDATE SET clients = t.clients + EXCLUDED.clients`
 }
 
-// productMonth adds or subtracts the product_day rows of the changed days
-// to product_month; without conflicts (product_month empty), as plain
-// inserts.
-func productMonth(sign string, conflicts bool) string {
-	q := `INSERT INTO marts.product_month AS t (month, product_id, units, revenue)
-		SELECT date_trunc('month', day)::date, product_id, ` + sign + ` * sum(units), ` + sign + ` * sum(revenue)
-		FROM marts.product_day WHERE day = ANY($1::date[])
-		GROUP BY 1, 2
-		ORDER BY 1, 2`
-	if conflicts {
-		q += `
-		ON CONFLICT (month, product_id) DO UPDATE SET units = t.units + EXCLUDED.units, revenue = t.revenue + EXCLUDED.revenue`
-	}
-	return q
+// statsOf is the client_stats rows of the client days of src (client_id,
+// day, revenue), which must come sorted by client and day: array_agg keeps
+// the input order, so the arrays come out sorted by day without a sort per
+// client.
+func statsOf(src string) string {
+	return `SELECT client_id, days[1], days[cardinality(days)], cardinality(days), monetary,
+		       floor(400 * ln(1 + monetary::float8))::integer, days, revenues
+		FROM (SELECT client_id, array_agg(day) AS days, array_agg(revenue) AS revenues, sum(revenue) AS monetary
+		      FROM (` + src + `) s
+		      GROUP BY client_id) g`
 }
+
+const statsColumns = `(client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket, days, revenues)`
 
 // sorted runs q, an INSERT whose rows are grouped and then ordered by the
 // same key, with grouping by sorting: sorting the narrow input rows and
@@ -393,115 +566,163 @@ func sorted(q string) []string {
 	return []string{`SET LOCAL enable_hashagg = off`, q, `SET LOCAL enable_hashagg = on`}
 }
 
-// months of the changed days, for the per-month tables.
-const changedMonths = `(SELECT DISTINCT date_trunc('month', d)::date FROM unnest($1::date[]) AS d)`
+// onChangedDays restricts purchase lines to the changed days. When those
+// are a run of consecutive days (a daily pass, a backfill's range) it is
+// replaced by a range, which the primary key answers directly instead of
+// a join with the list.
+const onChangedDays = `purchase_date IN (SELECT unnest($1::date[]))`
 
-// steps lists the statements of an update. fresh: the client tables are
-// empty (first update, rebuild), so there is no old contribution to take
-// away and every client is new: the per-client work needs no list of
-// touched clients.
-func steps(fresh bool) []step {
+const onDayRange = `purchase_date BETWEEN ($1::date[])[1] AND ($1::date[])[cardinality($1::date[])]`
+
+// months of the changed days, for the per-month tables.
+const changedMonths = `(SELECT DISTINCT date_trunc('month', d::timestamp)::date FROM unnest($1::date[]) AS d)`
+
+// changedMonths5 is changedMonths with the days in $5.
+var changedMonths5 = strings.ReplaceAll(changedMonths, "$1", "$5")
+
+// clientSteps lists the statements of the client half. fresh: the client
+// table is empty (first update, rebuild), so there is no old contribution
+// to take away and every client is new: the client rows are written
+// straight from the lines, and the new contributions read back from them.
+func clientSteps(fresh bool) []step {
 	var out []step
-	// old and new are the touched clients' client_day rows before and
-	// after the change (client_id, day, revenue): read once by index into
-	// temporary tables, then used by every delta. A first update or a
-	// rebuild (fresh) has no old rows and reads client_day whole.
-	old, cur := "marts_old cd", "marts_new cd"
+	// newScope is where the new client rows are: the touched clients' in a
+	// temporary table, or all of them.
+	newScope := "marts_new x"
 	if fresh {
-		cur = "marts.client_day cd"
-		out = append(out, step{"emptying the client and product tables", []string{
+		newScope = "marts.client_stats x"
+		out = append(out, step{"writing the client rows", append([]string{
 			// Every statement of a fresh update handles the whole history:
 			// room for its sorts and hashes in memory, where they fit.
 			`SET LOCAL work_mem = '256MB'`,
 			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
-			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`,
-			`DELETE FROM marts.product_day`, `DELETE FROM marts.product_month`,
-		}})
+			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`, `DELETE FROM marts.client_days_applied`},
+			sorted(`INSERT INTO marts.client_stats `+statsColumns+`
+			`+statsOf(`SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
+				FROM marketplace.purchases WHERE `+onChangedDays+`
+				GROUP BY 1, 2 ORDER BY 1, 2`)+`
+			ORDER BY client_id`)...)})
 	} else {
 		out = append(out,
-			// The touched clients are few (a day's buyers) next to all
-			// clients: their rows are fetched by index. The planner, costing
-			// random reads high, would rather hash-join whole tables.
-			step{"finding the clients of the changed days", []string{
+			step{"finding the clients of the changed days", append(sorted(
+				`CREATE TEMP TABLE marts_days ON COMMIT DROP AS
+				SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
+				FROM marketplace.purchases WHERE `+onChangedDays+`
+				GROUP BY 1, 2`),
+				// The touched clients are few (a day's buyers) next to all
+				// clients: their rows are fetched by primary key. The
+				// planner, costing random reads high, would rather hash-join
+				// whole tables.
 				`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
-				`CREATE TEMP TABLE marts_touched (client_id integer PRIMARY KEY) ON COMMIT DROP`,
-				`INSERT INTO marts_touched
-				SELECT client_id FROM marts.client_day WHERE day = ANY($1::date[])
-				UNION
-				SELECT client_id FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])`,
-				`ANALYZE marts_touched`,
 				`CREATE TEMP TABLE marts_old ON COMMIT DROP AS
-				SELECT cd.client_id, cd.day, cd.revenue FROM marts.client_day cd JOIN marts_touched USING (client_id)`,
+				SELECT c.* FROM marts.client_stats c WHERE c.client_id IN (SELECT DISTINCT client_id FROM marts_days)`,
 				`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
-			}},
+				// Clients who bought on a changed day that the marts already
+				// show, and not any more: only a reload takes days away, and
+				// only then is the table scanned for them.
+				`INSERT INTO marts_old
+				SELECT c.* FROM marts.client_stats c
+				WHERE EXISTS (SELECT FROM marts.client_days_applied s WHERE s.day = ANY($1::date[]))
+				  AND c.days && $1::date[]
+				  AND c.client_id NOT IN (SELECT client_id FROM marts_old)`,
+				`ANALYZE marts_old`,
+			)},
 			// The old contribution of the touched clients goes ...
-			step{"subtracting the old client events", []string{clientEvents("-1", old)}},
-			step{"subtracting the old cohort activity", []string{cohortActivity("-1", old)}},
-			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", statsOf(old))}},
+			step{"subtracting the old client activity", clientActivity("-1", "marts_old x", "old")},
+			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", "marts_old x")}},
+			step{"rewriting the touched clients", append([]string{
+				`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`},
+				append(sorted(`INSERT INTO marts_new `+statsColumns+`
+				`+statsOf(`SELECT o.client_id, u.day, u.revenue
+					FROM marts_old o, unnest(o.days, o.revenues) AS u(day, revenue)
+					WHERE u.day <> ALL($1::date[])
+					UNION ALL
+					SELECT client_id, day, revenue FROM marts_days
+					ORDER BY 1, 2`)),
+					`ANALYZE marts_new`,
+					`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
+					`DELETE FROM marts.client_stats c USING marts_old o WHERE c.client_id = o.client_id`,
+					`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
+					`INSERT INTO marts.client_stats SELECT * FROM marts_new ORDER BY client_id`)...)},
 		)
-	}
-	// The touched clients' stats were deleted (a fresh update emptied the
-	// table): plain inserts.
-	clientStats := `INSERT INTO marts.client_stats (client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket)
-		SELECT client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket FROM ` + statsOf(cur) + `
-		ORDER BY client_id`
-	// The new histogram entries: the new stats of the touched clients, or
-	// every client's, just inserted.
-	newStats := statsOf(cur)
-	if fresh {
-		newStats = "marts.client_stats c"
-	}
-	out = append(out, step{"replacing client_day", append([]string{
-		`DELETE FROM marts.client_day WHERE day = ANY($1::date[])`},
-		sorted(`INSERT INTO marts.client_day (client_id, day, lines, units, revenue)
-		SELECT client_id, purchase_date, count(*), sum(quantity), sum(total_price)
-		FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-		GROUP BY 2, 1
-		ORDER BY 2, 1 -- primary key order: the index grows at its end`)...,
-	)})
-	if fresh {
-		// The planner should see what was just written, not an empty table.
-		out[len(out)-1].sql = append(out[len(out)-1].sql, `ANALYZE marts.client_day`)
-	} else {
-		out = append(out, step{"collecting the touched clients' new days", []string{
-			`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`,
-			`INSERT INTO marts_new
-			SELECT client_id, day, revenue FROM marts_old WHERE day <> ALL($1::date[])
-			UNION ALL
-			SELECT client_id, day, revenue FROM marts.client_day WHERE day = ANY($1::date[])`,
-			`ANALYZE marts_new`,
-		}}, step{"removing the touched clients' stats", []string{
-			`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
-			`DELETE FROM marts.client_stats c USING marts_touched t WHERE c.client_id = t.client_id`,
-			`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
-		}})
 	}
 	// ... and the new one comes in.
 	out = append(out,
-		step{"adding the new client events", []string{clientEvents("1", cur)}},
-		step{"adding the new cohort activity", []string{cohortActivity("1", cur)}},
-		step{"updating the client stats", sorted(clientStats)},
-		step{"adding the new RFM histograms", []string{rfmHistogram("1", newStats)}},
+		step{"adding the new client activity", clientActivity("1", newScope, "new")},
+		step{"adding the new RFM histograms", []string{rfmHistogram("1", newScope)}},
 		step{"dropping empty cells", []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
 			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
 			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
+		}},
+	)
+	out = append(out, step{"recording the days the client rows show", []string{
+		`DELETE FROM marts.client_days_applied WHERE day = ANY($1::date[])`,
+		// One index probe per changed day.
+		`INSERT INTO marts.client_days_applied (day)
+		SELECT d FROM unnest($1::date[]) AS d WHERE EXISTS (SELECT FROM marketplace.purchases WHERE purchase_date = d)`,
+	}})
+	if fresh {
+		// The next update's plans should see what was just written, not
+		// an empty table.
+		out = append(out, step{"analyzing the client rows", []string{`ANALYZE marts.client_stats`}})
+	}
+	return out
+}
+
+// daySteps lists the statements of the day half; big: many days, room for
+// sorts in memory.
+func daySteps(big bool) []step {
+	var out []step
+	if big {
+		out = append(out, step{"setting up", []string{`SET LOCAL work_mem = '256MB'`}})
+	}
+	out = append(out,
+		step{"replacing product_days", append([]string{
+			`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
+			sorted(`INSERT INTO marts.product_days (day, product_ids, units, revenue)
+			SELECT day, array_agg(product_id), array_agg(units), array_agg(revenue)
+			FROM (SELECT purchase_date AS day, product_id, sum(quantity)::bigint AS units, sum(total_price) AS revenue
+			      FROM marketplace.purchases WHERE `+onChangedDays+`
+			      GROUP BY 1, 2 ORDER BY 1, 2) p
+			GROUP BY day`)...,
+		)},
+		// A changed month is summed again from its days: at most 31 rows of
+		// product_days.
+		step{"replacing product_months", []string{
+			// The old rows leave the ABC/XYZ period's totals (updatePeriod).
+			`CREATE TEMP TABLE marts_old_months ON COMMIT DROP AS
+			SELECT * FROM marts.product_months WHERE month IN ` + changedMonths,
+			`DELETE FROM marts.product_months WHERE month IN ` + changedMonths,
+			// Hashed into products first: a month's days hold about three
+			// times as many entries as it has products, and only the
+			// products need sorting.
+			`INSERT INTO marts.product_months (month, product_ids, units, revenue)
+			SELECT month, array_agg(product_id), array_agg(units), array_agg(revenue)
+			FROM (SELECT * FROM (
+			          SELECT ` + month("d.day") + `::date AS month, u.product_id, sum(u.units)::bigint AS units, sum(u.revenue) AS revenue
+			          FROM marts.product_days d, unnest(d.product_ids, d.units, d.revenue) AS u(product_id, units, revenue)
+			          WHERE ` + month("d.day") + `::date IN ` + changedMonths + `
+			          GROUP BY 1, 2) g
+			      ORDER BY 1, 2) p
+			GROUP BY month`,
 		}},
 		step{"replacing daily_sales", []string{
 			`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`,
 			`WITH agg AS (
 				SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
 				       sum(quantity * price_per_item) AS gross_revenue, sum(quantity * discount_per_item) AS discount,
-				       count(DISTINCT client_id) AS clients, count(DISTINCT product_id) AS products
-				FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+				       count(DISTINCT client_id) AS clients
+				FROM marketplace.purchases WHERE ` + onChangedDays + `
 				GROUP BY 1
 			)
 			INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
 			SELECT d.day, coalesce(a.lines, 0), coalesce(a.units, 0), coalesce(a.revenue, 0), coalesce(a.gross_revenue, 0),
-			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0), coalesce(a.products, 0),
-			       a.revenue / nullif(a.lines, 0)
+			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0),
+			       coalesce(cardinality(p.product_ids), 0), a.revenue / nullif(a.lines, 0)
 			FROM unnest($1::date[]) AS d(day)
 			LEFT JOIN agg a USING (day)
+			LEFT JOIN marts.product_days p USING (day)
 			-- A day loaded with no lines is a real zero, not a gap: keep it.
 			WHERE a.day IS NOT NULL
 			   OR EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = d.day AND dl.status = 'loaded')`,
@@ -511,7 +732,7 @@ func steps(fresh bool) []step {
 			`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
 			SELECT purchase_date, gender::text, count(*), sum(quantity)::bigint, sum(total_price), sum(quantity * price_per_item),
 			       sum(quantity * discount_per_item), count(DISTINCT client_id), sum(total_price) / count(*)
-			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			FROM marketplace.purchases WHERE ` + onChangedDays + `
 			GROUP BY purchase_date, gender`,
 		}},
 		step{"replacing sales_by_hour", []string{
@@ -519,30 +740,13 @@ func steps(fresh bool) []step {
 			`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
 			SELECT purchase_date, (seconds_from_midnight / 3600)::smallint, count(*), sum(quantity)::bigint, sum(total_price),
 			       count(DISTINCT client_id)
-			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
+			FROM marketplace.purchases WHERE ` + onChangedDays + `
 			GROUP BY purchase_date, seconds_from_midnight / 3600`,
 		}},
-		// The changed days' old product totals leave their months, the new
-		// ones come in.
-		step{"subtracting the old product days", []string{productMonth("-1", true)}},
-		step{"replacing product_day", append([]string{
-			`DELETE FROM marts.product_day WHERE day = ANY($1::date[])`},
-			sorted(`INSERT INTO marts.product_day (day, product_id, units, revenue)
-			SELECT purchase_date, product_id, sum(quantity), sum(total_price)
-			FROM marketplace.purchases WHERE purchase_date = ANY($1::date[])
-			GROUP BY 1, 2
-			ORDER BY 1, 2`)...,
-		)},
-		// A fresh update finds the tables empty: plain inserts.
-		step{"adding the new product days", []string{productMonth("1", !fresh)}},
-		step{"updating monthly_products", []string{
-			`DELETE FROM marts.product_month WHERE month IN ` + changedMonths + ` AND units = 0`,
-			`DELETE FROM marts.monthly_products WHERE month IN ` + changedMonths,
-			`INSERT INTO marts.monthly_products (month, products)
-			SELECT month, count(*) FROM marts.product_month WHERE month IN ` + changedMonths + `
-			GROUP BY month`,
-		}},
 	)
+	if big {
+		out = append(out, step{"analyzing the written tables", []string{`ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`}})
+	}
 	return out
 }
 
@@ -572,7 +776,7 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	}
 	if !start.Valid || months == 0 {
 		// Less than one complete month of data: no period yet.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM marts.abc_xyz_period; DELETE FROM marts.product_period`); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM marts.abc_xyz_period; DELETE FROM marts.period_products`); err != nil {
 			return fmt.Errorf("clearing the ABC/XYZ period: %w", err)
 		}
 		return nil
@@ -588,6 +792,11 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	if same {
 		return nil
 	}
+	var oldStart, oldEndExcl sql.NullString
+	err = tx.QueryRowContext(ctx, `SELECT period_start::text, (period_end + 1)::text FROM marts.abc_xyz_period`).Scan(&oldStart, &oldEndExcl)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("reading the ABC/XYZ period: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO marts.abc_xyz_period (id, period_start, period_end, months, months_known)
 		VALUES (true, $1::date, $2::date - 1, $3, $4)
@@ -595,15 +804,52 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 			months = EXCLUDED.months, months_known = EXCLUDED.months_known`, start.String, endExcl.String, months, known); err != nil {
 		return fmt.Errorf("recording the ABC/XYZ period: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM marts.product_period`); err != nil {
-		return fmt.Errorf("clearing the ABC/XYZ period totals: %w", err)
+	// The totals are one row of arrays (marts.period_products), rewritten
+	// whole: from its old content when the period overlaps the old one
+	// (the months that left it or changed go out, those that came in or
+	// changed come in: a month or two instead of twelve), else from the
+	// period's months.
+	parts := `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months WHERE month >= $1::date AND month < $2::date`
+	var args []any
+	if oldStart.Valid && len(days) > 0 && oldStart.String < endExcl.String && start.String < oldEndExcl.String {
+		parts = `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months
+			WHERE month >= $1::date AND month < $2::date AND (month < $3::date OR month >= $4::date OR month IN ` + changedMonths5 + `)
+			UNION ALL
+			SELECT -1, product_ids, units, revenue FROM marts.product_months
+			WHERE month >= $3::date AND month < $4::date AND (month < $1::date OR month >= $2::date) AND month NOT IN ` + changedMonths5 + `
+			UNION ALL
+			SELECT -1, product_ids, units, revenue FROM marts_old_months WHERE month >= $3::date AND month < $4::date`
+		args = []any{oldStart.String, oldEndExcl.String, pq.Array(days)}
 	}
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO marts.product_period (product_id, revenue, units, units_sq)
-		SELECT product_id, sum(revenue), sum(units), sum(units::numeric * units)
-		FROM marts.product_month WHERE month >= $1::date AND month < $2::date
-		GROUP BY product_id`, start.String, endExcl.String); err != nil {
-		return fmt.Errorf("recomputing the ABC/XYZ period totals: %w", err)
+	old := ""
+	if args != nil {
+		old = `UNION ALL
+			SELECT u.product_id, u.revenue, u.units, u.units_sq
+			FROM marts.period_products p, unnest(p.product_ids, p.revenue, p.units, p.units_sq) AS u(product_id, revenue, units, units_sq)`
+	}
+	q := `WITH t AS (
+			SELECT product_id, sum(revenue) AS revenue, sum(units) AS units, sum(units_sq) AS units_sq
+			FROM (SELECT u.product_id, m.sign * u.revenue AS revenue, m.sign * u.units AS units, m.sign * u.units * u.units AS units_sq
+			      FROM (` + parts + `) m, unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
+			      ` + old + `) x
+			GROUP BY product_id
+			-- Units are positive on every line: none means not sold in the
+			-- period.
+			HAVING sum(units) <> 0
+			ORDER BY product_id
+		)
+		INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
+		SELECT true, array_agg(product_id), array_agg(revenue), array_agg(units::bigint), array_agg(units_sq) FROM t
+		HAVING count(*) > 0`
+	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE marts_period ON COMMIT DROP AS SELECT * FROM marts.period_products`); err != nil {
+		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
+	}
+	q = strings.ReplaceAll(q, "marts.period_products p,", "marts_period p,")
+	if _, err := tx.ExecContext(ctx, `DELETE FROM marts.period_products`); err != nil {
+		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, q, append([]any{start.String, endExcl.String}, args...)...); err != nil {
+		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 	}
 	return nil
 }
@@ -627,6 +873,7 @@ func updateRFM(ctx context.Context, tx *sql.Tx) error {
 		return nil
 	}
 	var b [3][2]int64 // r, f, m bucket at the two boundaries
+	var off [2]int64  // position of the monetary boundaries in their buckets
 	var m [2]string
 	for i, measure := range []string{"r", "f", "m"} {
 		for j, k := range []int64{(n+2)/3 - 1, (2*n+2)/3 - 1} { // 0-based positions
@@ -640,15 +887,22 @@ func updateRFM(ctx context.Context, tx *sql.Tx) error {
 				return fmt.Errorf("finding the %s tercile boundary: %w", measure, err)
 			}
 			if measure == "m" {
-				err := tx.QueryRowContext(ctx, `SELECT monetary::text FROM marts.client_stats WHERE m_bucket = $1
-					ORDER BY monetary OFFSET $2 LIMIT 1`, b[i][j], k-before).Scan(&m[j])
-				if err != nil {
-					return fmt.Errorf("finding the monetary tercile boundary: %w", err)
-				}
+				off[j] = k - before
 			}
 		}
 	}
-	_, err := tx.ExecContext(ctx, `
+	// The two monetary values, from the clients of their buckets: one scan
+	// of client_stats (an index on the bucket, filled in random order,
+	// would cost a first update more than the table itself).
+	err := tx.QueryRowContext(ctx, `
+		WITH c AS MATERIALIZED (SELECT m_bucket, monetary FROM marts.client_stats WHERE m_bucket IN ($1, $3))
+		SELECT (SELECT monetary::text FROM c WHERE m_bucket = $1 ORDER BY monetary OFFSET $2 LIMIT 1),
+		       (SELECT monetary::text FROM c WHERE m_bucket = $3 ORDER BY monetary OFFSET $4 LIMIT 1)`,
+		b[2][0], off[0], b[2][1], off[1]).Scan(&m[0], &m[1])
+	if err != nil {
+		return fmt.Errorf("finding the monetary tercile boundaries: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `
 		INSERT INTO marts.rfm_thresholds (id, clients, r_2, r_3, f_2, f_3, m_2, m_3)
 		VALUES (true, $1, date '2000-01-01' + $2::integer, date '2000-01-01' + $3::integer, $4, $5, $6::numeric, $7::numeric)
 		ON CONFLICT (id) DO UPDATE SET clients = EXCLUDED.clients, r_2 = EXCLUDED.r_2, r_3 = EXCLUDED.r_3,

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -36,5 +37,76 @@ func TestEveryPassUpdatesTheMarts(t *testing.T) {
 	f.api.set("2023-01-02", answer{lines: lines("2023-01-02", 10)})
 	if _, err := f.run(t, Plan{Days: days(t, "2023-01-02", "2023-01-02")}); err == nil || calls != 3 {
 		t.Fatalf("database down: %v, %d marts updates; want a fatal error and no marts update", err, calls)
+	}
+}
+
+// A pass of several days drains the marts behind its loads: the follower
+// runs while days are still loading, never alongside the final update, and
+// its failures are not the pass's (the final update reports).
+func TestFollowerDrainsWhileDaysLoad(t *testing.T) {
+	f := newFixture(t)
+	for _, d := range Days(date(t, "2023-01-01"), date(t, "2023-01-20")) {
+		f.api.set(d.Format(time.DateOnly), answer{lines: lines(d.Format(time.DateOnly), 10)})
+	}
+	var mu sync.Mutex
+	follows, final, overlap, duringLoads := 0, 0, false, 0
+	busy := false
+	f.p.Follow = func(context.Context) error {
+		mu.Lock()
+		busy = true
+		follows++
+		if final > 0 {
+			overlap = true
+		}
+		mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		busy = false
+		mu.Unlock()
+		return errors.New("deadlock detected")
+	}
+	f.p.Refresh = func(context.Context) (time.Duration, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		final++
+		if busy {
+			overlap = true
+		}
+		return time.Millisecond, nil
+	}
+	// Day 10 commits only once a drain has run: the drains go on while
+	// days load.
+	f.db.beforeCommit = func(date string) {
+		if date != "2023-01-10" {
+			return
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			mu.Lock()
+			n := follows
+			mu.Unlock()
+			if n > 0 {
+				duringLoads = n
+				return
+			}
+		}
+	}
+	res, err := f.run(t, Plan{Days: days(t, "2023-01-01", "2023-01-20")})
+	if err != nil || res.MartsErr != nil || res.Totals.DaysLoaded != 20 {
+		t.Fatalf("pass: %v, MartsErr %v, %d days loaded; want 20 days and no error", err, res.MartsErr, res.Totals.DaysLoaded)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if follows == 0 || duringLoads == 0 || final != 1 || overlap {
+		t.Fatalf("%d background drains (%d while days were loading), %d final updates, overlap %v; want drains during the loads, then one final update alone",
+			follows, duringLoads, final, overlap)
+	}
+	// A single day is its own final update: no follower.
+	follows = 0
+	mu.Unlock()
+	f.api.set("2023-01-21", answer{lines: lines("2023-01-21", 10)})
+	_, err = f.run(t, Plan{Days: days(t, "2023-01-21", "2023-01-21")})
+	mu.Lock()
+	if err != nil || follows != 0 {
+		t.Fatalf("one-day pass: %v, %d background drains; want none", err, follows)
 	}
 }

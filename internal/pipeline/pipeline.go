@@ -24,6 +24,10 @@ type Recorder interface {
 // Refresher brings the marts up to date with every committed load.
 type Refresher func(ctx context.Context) (time.Duration, error)
 
+// Follower brings the marts up to date with the loads committed so far if
+// no other process is doing so, and returns nil at once if one is.
+type Follower func(ctx context.Context) error
+
 // Settings tune a pass.
 type Settings struct {
 	MaxRejectRatio float64
@@ -39,6 +43,9 @@ type Pipeline struct {
 	Log      *slog.Logger
 	Recorder Recorder
 	Refresh  Refresher
+	// Follow, when set, drains the marts queue in the background while a
+	// pass of several days loads (see follower).
+	Follow   Follower
 	Settings Settings
 	Progress Progress
 
@@ -96,6 +103,8 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 	p.Progress.Start(len(todo))
 	defer p.Progress.Done()
 	defer p.dropPrefetch()
+	f := p.follow(ctx, len(todo))
+	defer f.stop()
 	var fatal error
 	// Two days are in flight at a time: once a day's lines are all read,
 	// the next day begins while the server finishes the first one's COPY
@@ -111,6 +120,9 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 			}
 		}
 		rep := p.loadDay(ctx, runID, r)
+		if rep.Outcome != etl.Unchanged && rep.Outcome != etl.Skipped {
+			f.dayLoaded()
+		}
 		p.Recorder.DayFinished(rep)
 		p.Progress.Day(r.index, rep)
 		res.Add(rep)
@@ -155,6 +167,7 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 	if prev != nil {
 		finish(prev)
 	}
+	f.stop() // its drain in progress ends first: the final update would wait for it
 	// Every pass brings the marts up to date, even one that loaded nothing:
 	// days an earlier pass changed but could not carry into the marts
 	// (killed, marts failure) are still queued, and this heals them.

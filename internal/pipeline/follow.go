@@ -1,0 +1,82 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+)
+
+// follower keeps the marts close behind a pass of many days: while the
+// days load, it drains the days committed so far in the background, each
+// drain starting when the previous one has ended and another day has been
+// loaded (so the drains batch themselves: the longer one takes, the more
+// days the next one takes). A pass mostly waits on the API and on its
+// commits, so the drains use capacity of the database that would
+// otherwise idle, and the pass's final update is left with the last few
+// days instead of all of them.
+type follower struct {
+	loaded  chan struct{}
+	done    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+}
+
+// follow starts the follower; nil when the pass has no Follow function or
+// too few days to be worth it.
+func (p *Pipeline) follow(ctx context.Context, days int) *follower {
+	if p.Follow == nil || days < 2 {
+		return nil
+	}
+	f := &follower{loaded: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(f.stopped)
+		for {
+			select {
+			case <-f.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-f.loaded:
+			}
+			if err := p.followOnce(ctx); err != nil && ctx.Err() == nil {
+				// Not the pass's failure: its final update drains the same
+				// days and reports what goes wrong.
+				p.Log.Warn("updating the marts behind the loads failed; the pass's final update will retry", "err", err)
+			}
+		}
+	}()
+	return f
+}
+
+func (p *Pipeline) followOnce(ctx context.Context) (err error) {
+	defer func() {
+		// Go's exit code for a crash in a goroutine, 2, means a
+		// configuration error; the final update runs the same code and
+		// reports it properly.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return p.Follow(ctx)
+}
+
+// dayLoaded tells the follower that a day was committed.
+func (f *follower) dayLoaded() {
+	if f == nil {
+		return
+	}
+	select {
+	case f.loaded <- struct{}{}:
+	default: // a drain is already due
+	}
+}
+
+// stop ends the follower, after the drain in progress if any.
+func (f *follower) stop() {
+	if f == nil {
+		return
+	}
+	f.once.Do(func() { close(f.done) })
+	<-f.stopped
+}
