@@ -679,6 +679,8 @@ func daySteps(big bool) []step {
 	}
 	out = append(out,
 		step{"replacing product_days", append([]string{
+			// The old rows leave their months (next step).
+			`CREATE TEMP TABLE marts_old_days ON COMMIT DROP AS SELECT * FROM marts.product_days WHERE day = ANY($1::date[])`,
 			`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
 			sorted(`INSERT INTO marts.product_days (day, product_ids, units, revenue)
 			SELECT day, array_agg(product_id), array_agg(units), array_agg(revenue)
@@ -687,23 +689,29 @@ func daySteps(big bool) []step {
 			      GROUP BY 1, 2 ORDER BY 1, 2) p
 			GROUP BY day`)...,
 		)},
-		// A changed month is summed again from its days: at most 31 rows of
-		// product_days.
 		step{"replacing product_months", []string{
 			// The old rows leave the ABC/XYZ period's totals (updatePeriod).
 			`CREATE TEMP TABLE marts_old_months ON COMMIT DROP AS
 			SELECT * FROM marts.product_months WHERE month IN ` + changedMonths,
 			`DELETE FROM marts.product_months WHERE month IN ` + changedMonths,
-			// Hashed into products first: a month's days hold about three
-			// times as many entries as it has products, and only the
-			// products need sorting.
+			// A month's new row is its old one, plus the changed days' new
+			// rows, minus their old ones: three rows of arrays, however many
+			// days the month has. Hashed into products first, so that only
+			// the products need sorting.
 			`INSERT INTO marts.product_months (month, product_ids, units, revenue)
 			SELECT month, array_agg(product_id), array_agg(units), array_agg(revenue)
 			FROM (SELECT * FROM (
-			          SELECT ` + month("d.day") + `::date AS month, u.product_id, sum(u.units)::bigint AS units, sum(u.revenue) AS revenue
-			          FROM marts.product_days d, unnest(d.product_ids, d.units, d.revenue) AS u(product_id, units, revenue)
-			          WHERE ` + month("d.day") + `::date IN ` + changedMonths + `
-			          GROUP BY 1, 2) g
+			          SELECT m.month, u.product_id, sum(m.sign * u.units)::bigint AS units, sum(m.sign * u.revenue) AS revenue
+			          FROM (SELECT month, 1 AS sign, product_ids, units, revenue FROM marts_old_months
+			                UNION ALL
+			                SELECT ` + month("day") + `::date, 1, product_ids, units, revenue FROM marts.product_days WHERE day = ANY($1::date[])
+			                UNION ALL
+			                SELECT ` + month("day") + `::date, -1, product_ids, units, revenue FROM marts_old_days) m,
+			               unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
+			          GROUP BY 1, 2
+			          -- Units are positive on every line: none left means not
+			          -- sold in the month any more.
+			          HAVING sum(m.sign * u.units) <> 0) g
 			      ORDER BY 1, 2) p
 			GROUP BY month`,
 		}},
