@@ -468,3 +468,48 @@ func TestCommitFailureRetriedWhileTheNextDayIsInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestDayInFlightWhenThePassStopsIsAbandoned: the database goes away while
+// a day commits and the next one is already in flight; the pass stops
+// after the first day's retries, and the day in flight, which failed the
+// same way, is neither retried nor reported (the next pass loads it).
+func TestDayInFlightWhenThePassStopsIsAbandoned(t *testing.T) {
+	f := newFixture(t)
+	for _, d := range []string{"2023-01-01", "2023-01-02", "2023-01-03"} {
+		f.api.set(d, answer{lines: lines(d, 3)})
+	}
+	begun := make(chan struct{})
+	f.db.onBegin = func(date string) {
+		if date == "2023-01-02" {
+			close(begun)
+		}
+	}
+	f.db.beforeCommit = func(date string) {
+		if date != "2023-01-01" {
+			return
+		}
+		select {
+		case <-begun:
+		case <-time.After(5 * time.Second):
+			t.Error("2023-01-02 did not begin while 2023-01-01 was committing")
+		}
+		f.db.down.Store(true)
+	}
+	f.db.commitFails = map[string]int{"2023-01-01": 1, "2023-01-02": 1}
+	res, err := f.run(t, Plan{Days: days(t, "2023-01-01", "2023-01-03")})
+	if !store.IsUnavailable(err) {
+		t.Fatalf("pass error %v, want the lost database", err)
+	}
+	if len(f.rep.days) != 1 || f.rep.days[0].Date.Format(time.DateOnly) != "2023-01-01" || f.rep.days[0].Attempts != 3 {
+		t.Fatalf("reported %+v, want only 2023-01-01, after its retries", f.rep.days)
+	}
+	if res.Totals.DaysFailed != 1 || res.Totals.DaysLoaded != 0 {
+		t.Fatalf("totals %+v, want 1 failed", res.Totals)
+	}
+	if got := f.db.day("2023-01-02"); got.lines != 0 {
+		t.Fatalf("2023-01-02 holds %d lines, want none", got.lines)
+	}
+	if n := f.api.requests("2023-01-03"); n > 1 {
+		t.Fatalf("2023-01-03 requested %d times after the database was lost", n)
+	}
+}
