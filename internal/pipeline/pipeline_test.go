@@ -401,6 +401,28 @@ func TestInterruptedPassStops(t *testing.T) {
 	}
 }
 
+// holdCommitUntilBegun makes committing's commit wait until next's
+// transaction has begun (failing the test after 5 s), then run then.
+func (f *fixture) holdCommitUntilBegun(t *testing.T, committing, next string, then func()) {
+	begun := make(chan struct{})
+	f.db.onBegin = func(date string) {
+		if date == next {
+			close(begun)
+		}
+	}
+	f.db.beforeCommit = func(date string) {
+		if date != committing {
+			return
+		}
+		select {
+		case <-begun:
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s did not begin while %s was committing", next, committing)
+		}
+		then()
+	}
+}
+
 // TestNextDayStartsWhileADayCommits: once a day's lines are read, the next
 // day begins while the first one still commits (two days in flight); both
 // are loaded and reported in order.
@@ -409,22 +431,7 @@ func TestNextDayStartsWhileADayCommits(t *testing.T) {
 	for _, d := range []string{"2023-01-01", "2023-01-02"} {
 		f.api.set(d, answer{lines: lines(d, 3)})
 	}
-	begun := make(chan struct{})
-	f.db.onBegin = func(date string) {
-		if date == "2023-01-02" {
-			close(begun)
-		}
-	}
-	f.db.beforeCommit = func(date string) {
-		if date != "2023-01-01" {
-			return
-		}
-		select {
-		case <-begun:
-		case <-time.After(5 * time.Second):
-			t.Error("2023-01-02 did not begin while 2023-01-01 was committing")
-		}
-	}
+	f.holdCommitUntilBegun(t, "2023-01-01", "2023-01-02", func() {})
 	res, err := f.run(t, Plan{Days: days(t, "2023-01-01", "2023-01-02")})
 	if err != nil {
 		t.Fatal(err)
@@ -478,23 +485,7 @@ func TestDayInFlightWhenThePassStopsIsAbandoned(t *testing.T) {
 	for _, d := range []string{"2023-01-01", "2023-01-02", "2023-01-03"} {
 		f.api.set(d, answer{lines: lines(d, 3)})
 	}
-	begun := make(chan struct{})
-	f.db.onBegin = func(date string) {
-		if date == "2023-01-02" {
-			close(begun)
-		}
-	}
-	f.db.beforeCommit = func(date string) {
-		if date != "2023-01-01" {
-			return
-		}
-		select {
-		case <-begun:
-		case <-time.After(5 * time.Second):
-			t.Error("2023-01-02 did not begin while 2023-01-01 was committing")
-		}
-		f.db.down.Store(true)
-	}
+	f.holdCommitUntilBegun(t, "2023-01-01", "2023-01-02", func() { f.db.down.Store(true) })
 	f.db.commitFails = map[string]int{"2023-01-01": 1, "2023-01-02": 1}
 	res, err := f.run(t, Plan{Days: days(t, "2023-01-01", "2023-01-03")})
 	if !store.IsUnavailable(err) {
