@@ -670,13 +670,13 @@ func clientSteps(fresh bool) []step {
 	return out
 }
 
-// daySteps lists the statements of the day half; big: many days, room for
-// sorts in memory.
+// daySteps lists the statements of the day half; big: many days, whose
+// statistics the next update's plans need. It keeps the default work_mem
+// even then: it runs alongside the client half, and only one of the two
+// (the client half's first update) gets 256MB, so that a first update of
+// years of lines cannot ask a small server for twice that in sorts.
 func daySteps(big bool) []step {
 	var out []step
-	if big {
-		out = append(out, step{"setting up", []string{`SET LOCAL work_mem = '256MB'`}})
-	}
 	out = append(out,
 		step{"replacing product_days", append([]string{
 			// The old rows leave their months (next step).
