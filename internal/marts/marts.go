@@ -235,9 +235,9 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 		// its first update: done at once at the end of the pass, that
 		// costs a fraction of many incremental ones. The day half costs
 		// the same either way.
-		var fresh bool
-		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
-			return 0, fmt.Errorf("reading the state of the marts: %w", err)
+		fresh, err := clientsFresh(ctx, tx)
+		if err != nil {
+			return 0, err
 		}
 		if fresh {
 			n, err := u.updateHalf(ctx, dayHalf, nil, false)
@@ -360,15 +360,25 @@ func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bo
 // updateClients is the client half's update.
 func updateClients(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
 	if len(days) > 0 {
-		var fresh bool
-		if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
-			return fmt.Errorf("reading the state of the marts: %w", err)
+		fresh, err := clientsFresh(ctx, tx)
+		if err != nil {
+			return err
 		}
 		if err := runSteps(ctx, tx, log, clientSteps(fresh), days); err != nil {
 			return err
 		}
 	}
 	return updateRFM(ctx, tx)
+}
+
+// clientsFresh tells whether the client half has never been updated (or was
+// emptied for a rebuild): its next update is a first one.
+func clientsFresh(ctx context.Context, tx *sql.Tx) (bool, error) {
+	var fresh bool
+	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT FROM marts.client_stats)`).Scan(&fresh); err != nil {
+		return false, fmt.Errorf("reading the state of the marts: %w", err)
+	}
+	return fresh, nil
 }
 
 // updateDays is the day half's update.
@@ -818,6 +828,7 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	// changed come in: a month or two instead of twelve), else from the
 	// period's months.
 	parts := `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months WHERE month >= $1::date AND month < $2::date`
+	old := ""
 	var args []any
 	if oldStart.Valid && len(days) > 0 && oldStart.String < endExcl.String && start.String < oldEndExcl.String {
 		parts = `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months
@@ -827,13 +838,15 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 			WHERE month >= $3::date AND month < $4::date AND (month < $1::date OR month >= $2::date) AND month NOT IN ` + changedMonths5 + `
 			UNION ALL
 			SELECT -1, product_ids, units, revenue FROM marts_old_months WHERE month >= $3::date AND month < $4::date`
-		args = []any{oldStart.String, oldEndExcl.String, pq.Array(days)}
-	}
-	old := ""
-	if args != nil {
+		// The old row, kept aside: it is deleted before the new one is
+		// written.
 		old = `UNION ALL
 			SELECT u.product_id, u.revenue, u.units, u.units_sq
-			FROM marts.period_products p, unnest(p.product_ids, p.revenue, p.units, p.units_sq) AS u(product_id, revenue, units, units_sq)`
+			FROM marts_period p, unnest(p.product_ids, p.revenue, p.units, p.units_sq) AS u(product_id, revenue, units, units_sq)`
+		args = []any{oldStart.String, oldEndExcl.String, pq.Array(days)}
+		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE marts_period ON COMMIT DROP AS SELECT * FROM marts.period_products`); err != nil {
+			return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
+		}
 	}
 	q := `WITH t AS (
 			SELECT product_id, sum(revenue) AS revenue, sum(units) AS units, sum(units_sq) AS units_sq
@@ -849,10 +862,6 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 		INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
 		SELECT true, array_agg(product_id), array_agg(revenue), array_agg(units::bigint), array_agg(units_sq) FROM t
 		HAVING count(*) > 0`
-	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE marts_period ON COMMIT DROP AS SELECT * FROM marts.period_products`); err != nil {
-		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
-	}
-	q = strings.ReplaceAll(q, "marts.period_products p,", "marts_period p,")
 	if _, err := tx.ExecContext(ctx, `DELETE FROM marts.period_products`); err != nil {
 		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 	}
