@@ -189,9 +189,22 @@ func (u *Updater) log() *slog.Logger {
 type half struct {
 	part   string   // its entries in marketplace.marts_queue
 	tables []string // what it writes, emptied by a rebuild
-	// update brings the half's tables up to date with the changed days
-	// (none: a rebuild of an empty database).
-	update func(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error
+	// update brings the half's tables up to date with the changed days of
+	// b (none: a rebuild of an empty database).
+	update func(ctx context.Context, b *batch) error
+}
+
+// batch is one half's update: its transaction and the days it drained.
+type batch struct {
+	tx   *sql.Tx
+	conn *sql.Conn // tx's connection, for COPY
+	log  *slog.Logger
+	// days are the changed days, sorted and distinct ($1 of the steps);
+	// of them, fromLines ($2) are computed from their lines and
+	// fromSummaries ($3) read from marketplace.day_summaries. A rebuild
+	// reads every day from its lines.
+	days, fromLines, fromSummaries []string
+	rebuild                        bool
 }
 
 var (
@@ -240,7 +253,7 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 			return 0, err
 		}
 		if fresh {
-			n, err := u.updateHalf(ctx, dayHalf, nil, false)
+			n, err := u.updateHalf(ctx, dayHalf, nil, nil, false)
 			if err != nil {
 				return 0, fmt.Errorf("the day marts: %w", err)
 			}
@@ -257,9 +270,9 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 				dayErr = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 			}
 		}()
-		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, rebuild)
+		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, nil, rebuild)
 	}()
-	n, err := u.updateHalf(ctx, clientHalf, tx, rebuild)
+	n, err := u.updateHalf(ctx, clientHalf, conn, tx, rebuild)
 	<-done
 	if err != nil {
 		return 0, fmt.Errorf("the client marts: %w", err)
@@ -310,10 +323,10 @@ func (u *Updater) begin(ctx context.Context, conn *sql.Conn) (*sql.Tx, error) {
 	return tx, nil
 }
 
-// updateHalf drains h's queue entries and updates its tables, in tx, or
-// when tx is nil in a transaction of its own on a connection of its own,
-// which it commits.
-func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bool) (int, error) {
+// updateHalf drains h's queue entries and updates its tables, in tx on
+// conn, or when tx is nil in a transaction of its own on a connection of
+// its own, which it commits.
+func (u *Updater) updateHalf(ctx context.Context, h half, conn *sql.Conn, tx *sql.Tx, rebuild bool) (int, error) {
 	if tx == nil {
 		conn, err := u.DB.Conn(ctx)
 		if err != nil {
@@ -324,7 +337,7 @@ func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bo
 			return 0, err
 		}
 		defer tx.Rollback()
-		n, err := u.updateHalf(ctx, h, tx, rebuild)
+		n, err := u.updateHalf(ctx, h, conn, tx, rebuild)
 		if err != nil {
 			return 0, err
 		}
@@ -349,26 +362,76 @@ func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bo
 	if len(days) == 0 && !rebuild {
 		return 0, nil
 	}
-	t0 := time.Now()
-	if err := h.update(ctx, tx, u.log(), days); err != nil {
+	b := &batch{tx: tx, conn: conn, log: u.log(), days: days, rebuild: rebuild}
+	if err := b.split(ctx); err != nil {
 		return 0, err
 	}
-	u.log().Debug("marts half updated", "half", h.part, "days", len(days), "duration", time.Since(t0).Round(time.Microsecond))
+	t0 := time.Now()
+	if err := h.update(ctx, b); err != nil {
+		return 0, err
+	}
+	u.log().Debug("marts half updated", "half", h.part, "days", len(days), "from_summaries", len(b.fromSummaries),
+		"duration", time.Since(t0).Round(time.Microsecond))
 	return len(days), nil
 }
 
+// split sorts the changed days into those with a summary and the others.
+func (b *batch) split(ctx context.Context) error {
+	b.fromLines, b.fromSummaries = b.days, nil
+	if b.rebuild || len(b.days) == 0 {
+		return nil
+	}
+	rows, err := b.tx.QueryContext(ctx, `SELECT purchase_date::text FROM marketplace.day_summaries
+		WHERE purchase_date = ANY($1::date[]) ORDER BY 1`, pq.Array(b.days))
+	if err != nil {
+		return fmt.Errorf("reading which days have a summary: %w", err)
+	}
+	defer rows.Close()
+	has := map[string]bool{}
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return fmt.Errorf("reading which days have a summary: %w", err)
+		}
+		has[d] = true
+		b.fromSummaries = append(b.fromSummaries, d)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading which days have a summary: %w", err)
+	}
+	b.fromLines = nil
+	for _, d := range b.days {
+		if !has[d] {
+			b.fromLines = append(b.fromLines, d)
+		}
+	}
+	return nil
+}
+
 // updateClients is the client half's update.
-func updateClients(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
-	if len(days) > 0 {
-		fresh, err := clientsFresh(ctx, tx)
+func updateClients(ctx context.Context, b *batch) error {
+	if len(b.days) > 0 {
+		fresh, err := clientsFresh(ctx, b.tx)
 		if err != nil {
 			return err
 		}
-		if err := runSteps(ctx, tx, log, clientSteps(fresh), days); err != nil {
+		steps := clientSteps(fresh)
+		if fresh && !b.rebuild {
+			// A first update is built here from the days' summaries; a
+			// rebuild, the reference, stays in SQL over the lines.
+			built, err := buildClients(ctx, b)
+			if err != nil {
+				return err
+			}
+			if built {
+				steps = clientTail(true)
+			}
+		}
+		if err := runSteps(ctx, b, steps); err != nil {
 			return err
 		}
 	}
-	return updateRFM(ctx, tx)
+	return updateRFM(ctx, b.tx)
 }
 
 // clientsFresh tells whether the client half has never been updated (or was
@@ -382,35 +445,42 @@ func clientsFresh(ctx context.Context, tx *sql.Tx) (bool, error) {
 }
 
 // updateDays is the day half's update.
-func updateDays(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
-	if len(days) > 0 {
-		if err := runSteps(ctx, tx, log, daySteps(len(days) > 31), days); err != nil {
+func updateDays(ctx context.Context, b *batch) error {
+	if len(b.days) > 0 {
+		if err := runSteps(ctx, b, daySteps(len(b.fromLines) > 0, len(b.fromSummaries) > 0, len(b.days) > 31)); err != nil {
 			return err
 		}
 	}
-	return updatePeriod(ctx, tx, days)
+	return updatePeriod(ctx, b.tx, b.days)
 }
 
-// runSteps runs the statements of steps for the changed days (sorted,
-// distinct, at least one), passed to those that use $1.
-func runSteps(ctx context.Context, tx *sql.Tx, log *slog.Logger, steps []step, days []string) error {
-	arg := pq.Array(days)
-	run := consecutive(days)
+// runSteps runs the statements of steps with the batch's days as their
+// arguments $1, $2 and $3 (see batch), as many as a statement uses.
+func runSteps(ctx context.Context, b *batch, steps []step) error {
+	args := []any{pq.Array(b.days), pq.Array(b.fromLines), pq.Array(b.fromSummaries)}
 	for _, s := range steps {
 		t0 := time.Now()
 		for _, q := range s.sql {
-			if run {
-				q = strings.ReplaceAll(q, onChangedDays, onDayRange)
+			if consecutive(b.days) {
+				q = strings.ReplaceAll(q, onChangedDays, onDayRange(1))
 			}
-			var args []any
-			if strings.Contains(q, "$1") {
-				args = []any{arg}
+			if consecutive(b.fromLines) {
+				q = strings.ReplaceAll(q, onLineDays, onDayRange(2))
 			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			// Only the arguments the statement uses, numbered from $1: the
+			// server cannot type a parameter that is not referenced.
+			var used []any
+			for i, a := range args {
+				if p := fmt.Sprintf("$%d", i+1); strings.Contains(q, p) {
+					used = append(used, a)
+					q = strings.ReplaceAll(q, p, fmt.Sprintf("$%d", len(used)))
+				}
+			}
+			if _, err := b.tx.ExecContext(ctx, q, used...); err != nil {
 				return fmt.Errorf("%s: %w", s.what, err)
 			}
 		}
-		log.Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
+		b.log.Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
 	}
 	return nil
 }
@@ -418,6 +488,9 @@ func runSteps(ctx context.Context, tx *sql.Tx, log *slog.Logger, steps []step, d
 // consecutive tells whether days (sorted, distinct, YYYY-MM-DD) are a run
 // of consecutive calendar days.
 func consecutive(days []string) bool {
+	if len(days) == 0 {
+		return false
+	}
 	first, err := time.Parse(time.DateOnly, days[0])
 	if err != nil {
 		return false
@@ -576,13 +649,21 @@ func sorted(q string) []string {
 	return []string{`SET LOCAL enable_hashagg = off`, q, `SET LOCAL enable_hashagg = on`}
 }
 
-// onChangedDays restricts purchase lines to the changed days. When those
-// are a run of consecutive days (a daily pass, a backfill's range) it is
-// replaced by a range, which the primary key answers directly instead of
-// a join with the list.
-const onChangedDays = `purchase_date IN (SELECT unnest($1::date[]))`
+// onChangedDays restricts purchase lines to the changed days, onLineDays
+// to those of them computed from their lines. When those are a run of
+// consecutive days (a daily pass, a backfill's range) it is replaced by a
+// range, which the primary key answers directly instead of a join with the
+// list.
+const (
+	onChangedDays = `purchase_date IN (SELECT unnest($1::date[]))`
+	onLineDays    = `purchase_date IN (SELECT unnest($2::date[]))`
+)
 
-const onDayRange = `purchase_date BETWEEN ($1::date[])[1] AND ($1::date[])[cardinality($1::date[])]`
+// onDayRange is the range of the days in argument n.
+func onDayRange(n int) string {
+	a := fmt.Sprintf("($%d::date[])", n)
+	return `purchase_date BETWEEN ` + a + `[1] AND ` + a + `[cardinality(` + a + `)]`
+}
 
 // months of the changed days, for the per-month tables.
 const changedMonths = `(SELECT DISTINCT date_trunc('month', d::timestamp)::date FROM unnest($1::date[]) AS d)`
@@ -604,21 +685,23 @@ func clientSteps(fresh bool) []step {
 		out = append(out, step{"writing the client rows", append([]string{
 			// Every statement of a fresh update handles the whole history:
 			// room for its sorts and hashes in memory, where they fit.
-			`SET LOCAL work_mem = '256MB'`,
-			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
-			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`, `DELETE FROM marts.client_days_applied`},
+			`SET LOCAL work_mem = '256MB'`}, append(emptyClients,
 			sorted(`INSERT INTO marts.client_stats `+statsColumns+`
 			`+statsOf(`SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
 				FROM marketplace.purchases WHERE `+onChangedDays+`
 				GROUP BY 1, 2 ORDER BY 1, 2`)+`
-			ORDER BY client_id`)...)})
+			ORDER BY client_id`)...)...)})
 	} else {
 		out = append(out,
 			step{"finding the clients of the changed days", append(sorted(
 				`CREATE TEMP TABLE marts_days ON COMMIT DROP AS
 				SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
-				FROM marketplace.purchases WHERE `+onChangedDays+`
+				FROM marketplace.purchases WHERE `+onLineDays+`
 				GROUP BY 1, 2`),
+				`INSERT INTO marts_days
+				SELECT u.client_id, s.purchase_date, u.revenue
+				FROM marketplace.day_summaries s, unnest(s.client_ids, s.client_revenue) AS u(client_id, revenue)
+				WHERE s.purchase_date = ANY($3::date[])`,
 				// The touched clients are few (a day's buyers) next to all
 				// clients: their rows are fetched by primary key. The
 				// planner, costing random reads high, would rather hash-join
@@ -666,12 +749,24 @@ func clientSteps(fresh bool) []step {
 			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
 		}},
 	)
-	out = append(out, step{"recording the days the client rows show", []string{
+	return append(out, clientTail(fresh)...)
+}
+
+// emptyClients empties the client half's tables for a first update.
+var emptyClients = []string{
+	`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
+	`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`, `DELETE FROM marts.client_days_applied`,
+}
+
+// clientTail is the end of every client update, however its rows were
+// written.
+func clientTail(fresh bool) []step {
+	out := []step{{"recording the days the client rows show", []string{
 		`DELETE FROM marts.client_days_applied WHERE day = ANY($1::date[])`,
 		// One index probe per changed day.
 		`INSERT INTO marts.client_days_applied (day)
 		SELECT d FROM unnest($1::date[]) AS d WHERE EXISTS (SELECT FROM marketplace.purchases WHERE purchase_date = d)`,
-	}})
+	}}}
 	if fresh {
 		// The next update's plans should see what was just written, not
 		// an empty table.
@@ -680,26 +775,44 @@ func clientSteps(fresh bool) []step {
 	return out
 }
 
-// daySteps lists the statements of the day half; big: many days, whose
-// statistics the next update's plans need. It keeps the default work_mem
-// even then: it runs alongside the client half, and only one of the two
-// (the client half's first update) gets 256MB, so that a first update of
-// years of lines cannot ask a small server for twice that in sorts.
-func daySteps(big bool) []step {
-	var out []step
-	out = append(out,
-		step{"replacing product_days", append([]string{
+// daySteps lists the statements of the day half: every changed day's rows
+// go, and come back computed from the lines (lines: some days have no
+// summary) and copied from the summaries (summaries: some have one); big:
+// many days, whose statistics the next update's plans need. It keeps the
+// default work_mem even then: it runs alongside the client half, and only
+// one of the two (the client half's first update) gets 256MB, so that a
+// first update of years of lines cannot ask a small server for twice that
+// in sorts.
+func daySteps(lines, summaries, big bool) []step {
+	// Each mart: the old rows of the changed days, then the new rows from
+	// either source.
+	mart := func(what string, del []string, fromLines, fromSummaries []string) step {
+		q := del
+		if lines {
+			q = append(q, fromLines...)
+		}
+		if summaries {
+			q = append(q, fromSummaries...)
+		}
+		return step{what, q}
+	}
+	// A day loaded with no lines is a real zero, not a gap: keep it.
+	const loadedDay = `EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = %s AND dl.status = 'loaded')`
+	out := []step{
+		mart("replacing product_days",
 			// The old rows leave their months (next step).
-			`CREATE TEMP TABLE marts_old_days ON COMMIT DROP AS SELECT * FROM marts.product_days WHERE day = ANY($1::date[])`,
-			`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
+			[]string{`CREATE TEMP TABLE marts_old_days ON COMMIT DROP AS SELECT * FROM marts.product_days WHERE day = ANY($1::date[])`,
+				`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
 			sorted(`INSERT INTO marts.product_days (day, product_ids, units, revenue)
 			SELECT day, array_agg(product_id), array_agg(units), array_agg(revenue)
 			FROM (SELECT purchase_date AS day, product_id, sum(quantity)::bigint AS units, sum(total_price) AS revenue
-			      FROM marketplace.purchases WHERE `+onChangedDays+`
+			      FROM marketplace.purchases WHERE `+onLineDays+`
 			      GROUP BY 1, 2 ORDER BY 1, 2) p
-			GROUP BY day`)...,
-		)},
-		step{"replacing product_months", []string{
+			GROUP BY day`),
+			[]string{`INSERT INTO marts.product_days (day, product_ids, units, revenue)
+			SELECT purchase_date, product_ids, product_units, product_revenue FROM marketplace.day_summaries
+			WHERE purchase_date = ANY($3::date[]) AND lines > 0`}),
+		{"replacing product_months", []string{
 			// The old rows leave the ABC/XYZ period's totals (updatePeriod).
 			`CREATE TEMP TABLE marts_old_months ON COMMIT DROP AS
 			SELECT * FROM marts.product_months WHERE month IN ` + changedMonths,
@@ -725,43 +838,56 @@ func daySteps(big bool) []step {
 			      ORDER BY 1, 2) p
 			GROUP BY month`,
 		}},
-		step{"replacing daily_sales", []string{
-			`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`,
-			`WITH agg AS (
+		mart("replacing daily_sales", []string{`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`},
+			[]string{`WITH agg AS (
 				SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
 				       sum(quantity * price_per_item) AS gross_revenue, sum(quantity * discount_per_item) AS discount,
 				       count(DISTINCT client_id) AS clients
-				FROM marketplace.purchases WHERE ` + onChangedDays + `
+				FROM marketplace.purchases WHERE ` + onLineDays + `
 				GROUP BY 1
 			)
 			INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
 			SELECT d.day, coalesce(a.lines, 0), coalesce(a.units, 0), coalesce(a.revenue, 0), coalesce(a.gross_revenue, 0),
 			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0),
 			       coalesce(cardinality(p.product_ids), 0), a.revenue / nullif(a.lines, 0)
-			FROM unnest($1::date[]) AS d(day)
+			FROM unnest($2::date[]) AS d(day)
 			LEFT JOIN agg a USING (day)
 			LEFT JOIN marts.product_days p USING (day)
-			-- A day loaded with no lines is a real zero, not a gap: keep it.
-			WHERE a.day IS NOT NULL
-			   OR EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = d.day AND dl.status = 'loaded')`,
-		}},
-		step{"replacing sales_by_gender", []string{
-			`DELETE FROM marts.sales_by_gender WHERE day = ANY($1::date[])`,
-			`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
+			WHERE a.day IS NOT NULL OR ` + fmt.Sprintf(loadedDay, "d.day")},
+			// The same figures from the summaries; a day without lines gets
+			// the same plain zeros as above.
+			[]string{`INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
+			SELECT s.purchase_date, s.lines, s.units, z.revenue, z.gross_revenue, z.discount, z.discount / nullif(z.gross_revenue, 0),
+			       s.clients, cardinality(s.product_ids), z.revenue / nullif(s.lines, 0)
+			FROM marketplace.day_summaries s
+			CROSS JOIN LATERAL (SELECT CASE WHEN s.lines > 0 THEN s.revenue ELSE 0 END AS revenue,
+			                           CASE WHEN s.lines > 0 THEN s.gross_revenue ELSE 0 END AS gross_revenue,
+			                           CASE WHEN s.lines > 0 THEN s.discount ELSE 0 END AS discount) z
+			WHERE s.purchase_date = ANY($3::date[]) AND (s.lines > 0 OR ` + fmt.Sprintf(loadedDay, "s.purchase_date") + `)`}),
+		mart("replacing sales_by_gender", []string{`DELETE FROM marts.sales_by_gender WHERE day = ANY($1::date[])`},
+			[]string{`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
 			SELECT purchase_date, gender::text, count(*), sum(quantity)::bigint, sum(total_price), sum(quantity * price_per_item),
 			       sum(quantity * discount_per_item), count(DISTINCT client_id), sum(total_price) / count(*)
-			FROM marketplace.purchases WHERE ` + onChangedDays + `
-			GROUP BY purchase_date, gender`,
-		}},
-		step{"replacing sales_by_hour", []string{
-			`DELETE FROM marts.sales_by_hour WHERE day = ANY($1::date[])`,
-			`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
+			FROM marketplace.purchases WHERE ` + onLineDays + `
+			GROUP BY purchase_date, gender`},
+			[]string{`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
+			SELECT s.purchase_date, g.gender, g.lines, g.units, g.revenue, g.gross_revenue, g.discount, g.clients, g.revenue / g.lines
+			FROM marketplace.day_summaries s,
+			     unnest(s.genders, s.gender_lines, s.gender_units, s.gender_revenue, s.gender_gross_revenue, s.gender_discount, s.gender_clients)
+			         AS g(gender, lines, units, revenue, gross_revenue, discount, clients)
+			WHERE s.purchase_date = ANY($3::date[])`}),
+		mart("replacing sales_by_hour", []string{`DELETE FROM marts.sales_by_hour WHERE day = ANY($1::date[])`},
+			[]string{`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
 			SELECT purchase_date, (seconds_from_midnight / 3600)::smallint, count(*), sum(quantity)::bigint, sum(total_price),
 			       count(DISTINCT client_id)
-			FROM marketplace.purchases WHERE ` + onChangedDays + `
-			GROUP BY purchase_date, seconds_from_midnight / 3600`,
-		}},
-	)
+			FROM marketplace.purchases WHERE ` + onLineDays + `
+			GROUP BY purchase_date, seconds_from_midnight / 3600`},
+			[]string{`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
+			SELECT s.purchase_date, h.hour, h.lines, h.units, h.revenue, h.clients
+			FROM marketplace.day_summaries s,
+			     unnest(s.hours, s.hour_lines, s.hour_units, s.hour_revenue, s.hour_clients) AS h(hour, lines, units, revenue, clients)
+			WHERE s.purchase_date = ANY($3::date[])`}),
+	}
 	if big {
 		out = append(out, step{"analyzing the written tables", []string{`ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`}})
 	}
