@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,12 +50,7 @@ func buildClients(ctx context.Context, b *batch) (bool, error) {
 	}
 	b.log.Debug("marts step", "step", "reading the client days", "pairs", len(pairs), "duration", time.Since(t0).Round(time.Microsecond))
 	t0 = time.Now()
-	slices.SortFunc(pairs, func(x, y clientDay) int {
-		if x.client != y.client {
-			return int(x.client) - int(y.client)
-		}
-		return int(x.day) - int(y.day)
-	})
+	pairs = sortByClient(pairs)
 	s, ok := summarizeClients(pairs)
 	if !ok {
 		return false, nil
@@ -94,7 +88,9 @@ func readClientDays(ctx context.Context, b *batch) ([]clientDay, bool, error) {
 		FROM (SELECT purchase_date AS day, client_id, sum(total_price) AS revenue
 		      FROM marketplace.purchases WHERE `+onDays+`
 		      GROUP BY 1, 2) g
-		GROUP BY day`, pq.Array(b.fromLines), pq.Array(b.fromSummaries))
+		GROUP BY day
+		-- By day: sortByClient keeps this order within a client.
+		ORDER BY 1`, pq.Array(b.fromLines), pq.Array(b.fromSummaries))
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the client days: %w", err)
 	}
@@ -192,6 +188,29 @@ func parseCents(b []byte) (int64, []byte, bool) {
 		return 0, nil, false
 	}
 	return whole*100 + frac, tail, true
+}
+
+// sortByClient sorts pairs by client, keeping the order of each client's
+// days: two stable counting passes of 16 bits (client ids are not
+// negative), a few times faster than a comparison sort of millions.
+func sortByClient(pairs []clientDay) []clientDay {
+	tmp := make([]clientDay, len(pairs))
+	for shift := 0; shift < 32; shift += 16 {
+		var count [1<<16 + 1]int
+		for _, p := range pairs {
+			count[(uint32(p.client)>>shift)&0xffff+1]++
+		}
+		for i := 1; i < len(count); i++ {
+			count[i] += count[i-1]
+		}
+		for _, p := range pairs {
+			k := (uint32(p.client) >> shift) & 0xffff
+			tmp[count[k]] = p
+			count[k]++
+		}
+		pairs, tmp = tmp, pairs
+	}
+	return pairs
 }
 
 // clientSums is what a first update derives from the sorted client days.
