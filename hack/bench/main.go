@@ -664,13 +664,13 @@ func duration(v any) float64 {
 // resetProduct empties every table the product writes, so that each run
 // starts from the same state.
 func resetProduct(ctx context.Context, db *sqlx.DB) error {
-	_, err := db.ExecContext(ctx, `TRUNCATE marketplace.purchases, marketplace.rejected_purchases, marketplace.day_loads,
+	_, err := db.ExecContext(ctx, `TRUNCATE marketplace.purchases, marketplace.day_summaries, marketplace.rejected_purchases, marketplace.day_loads,
 		marketplace.etl_runs, marketplace.marts_queue, marketplace.day_locks, `+strings.Join(marts.Tables, ", "))
 	return err
 }
 
 func deleteDay(ctx context.Context, db *sqlx.DB, day string) error {
-	for _, t := range []string{"marketplace.purchases", "marketplace.rejected_purchases", "marketplace.day_loads"} {
+	for _, t := range []string{"marketplace.purchases", "marketplace.day_summaries", "marketplace.rejected_purchases", "marketplace.day_loads"} {
 		if _, err := db.ExecContext(ctx, "DELETE FROM "+t+" WHERE purchase_date = $1", day); err != nil {
 			return err
 		}

@@ -71,8 +71,9 @@ type DayTx struct {
 	tx     *sql.Tx
 	date   string
 	runID  int64
-	stored *DayState // nil when the day was never attempted
-	staged bool      // rows go to temp tables first, compared by checksum
+	stored *DayState   // nil when the day was never attempted
+	staged bool        // rows go to temp tables first, compared by checksum
+	sum    *daySummary // the summary of the lines streamed, from summaryPool
 
 	dayStart time.Time
 	dbTime   time.Duration // spent waiting on the database
@@ -156,7 +157,7 @@ func (d *DayTx) Start(ctx context.Context) error {
 // per-row argument conversion, which cost as much as the rest of a load.
 func (d *DayTx) Stream(ctx context.Context, fill func(w *DayWriter) error) error {
 	return d.conn.Raw(func(dc any) error {
-		w := &DayWriter{d: d, ctx: ctx}
+		w := &DayWriter{d: d, ctx: ctx, sum: &d.summary().DaySummary}
 		w.purchases = newCopyStream(ctx, dc, d.copyQuery(purchaseColumns, "purchases", "stage_purchases"), &d.dbTime)
 		w.rejects = newCopyStream(ctx, dc, d.copyQuery(rejectColumns, "rejected_purchases", "stage_rejects"), &d.dbTime)
 		err := fill(w)
@@ -196,6 +197,7 @@ type DayWriter struct {
 	ctx       context.Context
 	purchases *copyStream
 	rejects   *copyStream
+	sum       *purchases.DaySummary
 	lineNo    int
 	rejectNo  int
 	nRejects  int // rejects buffered since the last flush
@@ -243,6 +245,7 @@ func (w *DayWriter) Add(r *purchases.Record) error {
 	if err := w.purchases.write(b); err != nil {
 		return fmt.Errorf("copying a line of %s: %w", w.d.date, err)
 	}
+	w.sum.Add(r)
 	return nil
 }
 
@@ -307,20 +310,32 @@ func (w *DayWriter) close() error { return w.flushRejects() }
 
 // Accept ends the day's streams and commits the day as loaded: content
 // unchanged since the last load is discarded untouched (Unchanged);
-// otherwise the day's rows are replaced and day_loads updated (Loaded).
+// otherwise the day's rows are replaced, its summary written after them
+// when it is exact (purchases.DaySummary), and day_loads updated (Loaded).
 func (d *DayTx) Accept(ctx context.Context, sum etl.Summary) (etl.Outcome, error) {
 	defer d.timed(time.Now())
 	if d.staged && d.stored.Checksum.String == sum.Checksum {
 		return etl.Unchanged, d.Rollback()
 	}
+	// The old summary went with the old lines (deleteDay); a day whose
+	// summary is not exact has none, and the marts read its lines.
+	var summary string
+	if s := d.summary(); s.Finish() {
+		summary = s.insertSummary(d.date)
+	}
 	if d.staged {
-		if err := d.deleteDay(ctx); err != nil {
+		// One round trip: the old day out, the staged one in.
+		q := d.deleteDayQuery() + `;
+			INSERT INTO marketplace.purchases SELECT * FROM stage_purchases;
+			INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`
+		if summary != "" {
+			q += ";\n" + summary
+		}
+		if err := d.exec(ctx, "replacing the lines, rejects and summary", q); err != nil {
 			return 0, err
 		}
-		if err := d.exec(ctx, "replacing the lines", `INSERT INTO marketplace.purchases SELECT * FROM stage_purchases`); err != nil {
-			return 0, err
-		}
-		if err := d.exec(ctx, "replacing the rejects", `INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`); err != nil {
+	} else if summary != "" {
+		if err := d.exec(ctx, "writing the summary", summary); err != nil {
 			return 0, err
 		}
 	}
@@ -343,7 +358,7 @@ func (d *DayTx) Refuse(ctx context.Context, sum etl.Summary, reason string) erro
 		if err := d.exec(ctx, "keeping the rejects", `INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`); err != nil {
 			return err
 		}
-	} else if err := d.exec(ctx, "discarding the lines", `DELETE FROM marketplace.purchases WHERE purchase_date = $1`, d.date); err != nil {
+	} else if err := d.exec(ctx, "discarding the lines", d.deleteLinesQuery()); err != nil {
 		return err
 	}
 	if err := d.record(ctx, sum, StatusFailed, sql.NullString{String: errorText(reason), Valid: true}, false); err != nil {
@@ -385,14 +400,34 @@ func (d *DayTx) commit() error {
 	return d.Rollback()
 }
 
-// deleteDay removes the day's lines and rejects. Every day of a backfill
-// runs this: one simple query without arguments (the date literal is
-// time.Format's digits and dashes) is one round trip, where each statement
-// with arguments costs lib/pq two.
+// deleteDay removes the day's lines, summary and rejects. Every day of a
+// backfill runs this: one simple query without arguments (the date literal
+// is time.Format's digits and dashes) is one round trip, where each
+// statement with arguments costs lib/pq two.
 func (d *DayTx) deleteDay(ctx context.Context) error {
-	return d.exec(ctx, "removing the previous lines and rejects", `
-		DELETE FROM marketplace.purchases WHERE purchase_date = '`+d.date+`';
-		DELETE FROM marketplace.rejected_purchases WHERE purchase_date = '`+d.date+`'`)
+	return d.exec(ctx, "removing the previous lines and rejects", d.deleteDayQuery())
+}
+
+func (d *DayTx) deleteDayQuery() string {
+	return d.deleteLinesQuery() + `;
+		DELETE FROM marketplace.rejected_purchases WHERE purchase_date = '` + d.date + `'`
+}
+
+// deleteLinesQuery removes the day's lines and, with them, its summary: a
+// summary exists only while the lines it sums are there
+// (migrations/00014_day_summaries.sql), so no statement removes one
+// without the other.
+func (d *DayTx) deleteLinesQuery() string {
+	return `DELETE FROM marketplace.purchases WHERE purchase_date = '` + d.date + `';
+		DELETE FROM marketplace.day_summaries WHERE purchase_date = '` + d.date + `'`
+}
+
+// summary is the day's summary, empty until lines are streamed.
+func (d *DayTx) summary() *daySummary {
+	if d.sum == nil {
+		d.sum = getSummary()
+	}
+	return d.sum
 }
 
 // exec runs one statement in the day's transaction.
@@ -406,6 +441,10 @@ func (d *DayTx) exec(ctx context.Context, what, q string, args ...any) error {
 // Rollback abandons the transaction and returns the connection; safe to
 // call twice.
 func (d *DayTx) Rollback() error {
+	if d.sum != nil {
+		summaryPool.Put(d.sum)
+		d.sum = nil
+	}
 	err := d.tx.Rollback()
 	if errors.Is(err, sql.ErrTxDone) {
 		err = nil
