@@ -196,6 +196,10 @@ func TestIncrementalEqualsRebuild(t *testing.T) {
 			}
 			compareWithRebuild(t, db, u, -1)
 			t.Logf("%d comparisons with a rebuild", checks+1)
+			// Both sources of the day marts were in play.
+			expectRows(t, db, []string{"true|true"}, `SELECT EXISTS (SELECT FROM marketplace.day_summaries WHERE lines > 0),
+				       EXISTS (SELECT FROM marketplace.purchases p WHERE NOT EXISTS (
+				           SELECT FROM marketplace.day_summaries s WHERE s.purchase_date = p.purchase_date))`)
 		})
 	}
 }
