@@ -57,13 +57,23 @@ func buildClients(ctx context.Context, b *batch) (bool, error) {
 	}
 	b.log.Debug("marts step", "step", "merging the client days", "clients", s.clients, "duration", time.Since(t0).Round(time.Microsecond))
 	t0 = time.Now()
-	for _, q := range emptyClients {
+	// client_stats is empty (a first update), so it is truncated rather
+	// than deleted from, which lets COPY write its rows frozen, and its
+	// primary key is built once after the rows instead of row by row: half
+	// the time of the write. Readers wait for the commit meanwhile (the
+	// lock a truncation takes), a few seconds once in the marts' life.
+	for _, q := range append(emptyClients,
+		`TRUNCATE marts.client_stats`,
+		`ALTER TABLE marts.client_stats DROP CONSTRAINT client_stats_pkey`) {
 		if _, err := b.tx.ExecContext(ctx, q); err != nil {
 			return false, fmt.Errorf("emptying the client marts: %w", err)
 		}
 	}
 	if err := copyClientStats(ctx, b.conn, pairs, s); err != nil {
 		return false, fmt.Errorf("writing the client rows: %w", err)
+	}
+	if _, err := b.tx.ExecContext(ctx, `ALTER TABLE marts.client_stats ADD CONSTRAINT client_stats_pkey PRIMARY KEY (client_id)`); err != nil {
+		return false, fmt.Errorf("indexing the client rows: %w", err)
 	}
 	b.log.Debug("marts step", "step", "writing the client rows", "duration", time.Since(t0).Round(time.Microsecond))
 	t0 = time.Now()
@@ -324,8 +334,8 @@ func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *
 		if !ok {
 			return fmt.Errorf("driver connection %T cannot prepare COPY", dc)
 		}
-		st, err := prep.PrepareContext(ctx, pq.CopyInSchema("marts", "client_stats", "client_id", "first_purchase_date",
-			"last_purchase_date", "frequency", "monetary", "m_bucket", "days", "revenues"))
+		st, err := prep.PrepareContext(ctx, `COPY marts.client_stats (client_id, first_purchase_date, last_purchase_date,
+			frequency, monetary, m_bucket, days, revenues) FROM STDIN WITH (FREEZE)`)
 		if err != nil {
 			return fmt.Errorf("starting COPY: %w", err)
 		}
