@@ -480,6 +480,11 @@ func runSteps(ctx context.Context, b *batch, steps []step) error {
 				return fmt.Errorf("%s: %w", s.what, err)
 			}
 		}
+		if s.fn != nil {
+			if err := s.fn(ctx, b); err != nil {
+				return fmt.Errorf("%s: %w", s.what, err)
+			}
+		}
 		b.log.Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
 	}
 	return nil
@@ -548,6 +553,8 @@ func drainQueue(ctx context.Context, tx *sql.Tx, part string, rebuild bool) ([]s
 type step struct {
 	what string
 	sql  []string
+	// fn, when set, runs after the statements.
+	fn func(ctx context.Context, b *batch) error
 }
 
 // clientActivity adds (sign 1) or subtracts (sign -1) the contribution of
@@ -682,7 +689,7 @@ func clientSteps(fresh bool) []step {
 	newScope := "marts_new x"
 	if fresh {
 		newScope = "marts.client_stats x"
-		out = append(out, step{"writing the client rows", append([]string{
+		out = append(out, step{what: "writing the client rows", sql: append([]string{
 			// Every statement of a fresh update handles the whole history:
 			// room for its sorts and hashes in memory, where they fit.
 			`SET LOCAL work_mem = '256MB'`}, append(emptyClients,
@@ -693,7 +700,7 @@ func clientSteps(fresh bool) []step {
 			ORDER BY client_id`)...)...)})
 	} else {
 		out = append(out,
-			step{"finding the clients of the changed days", append(sorted(
+			step{what: "finding the clients of the changed days", sql: append(sorted(
 				`CREATE TEMP TABLE marts_days ON COMMIT DROP AS
 				SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
 				FROM marketplace.purchases WHERE `+onLineDays+`
@@ -721,9 +728,9 @@ func clientSteps(fresh bool) []step {
 				`ANALYZE marts_old`,
 			)},
 			// The old contribution of the touched clients goes ...
-			step{"subtracting the old client activity", clientActivity("-1", "marts_old x", "old")},
-			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", "marts_old x")}},
-			step{"rewriting the touched clients", append([]string{
+			step{what: "subtracting the old client activity", sql: clientActivity("-1", "marts_old x", "old")},
+			step{what: "subtracting the old RFM histograms", sql: []string{rfmHistogram("-1", "marts_old x")}},
+			step{what: "rewriting the touched clients", sql: append([]string{
 				`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`},
 				append(sorted(`INSERT INTO marts_new `+statsColumns+`
 				`+statsOf(`SELECT o.client_id, u.day, u.revenue
@@ -741,9 +748,9 @@ func clientSteps(fresh bool) []step {
 	}
 	// ... and the new one comes in.
 	out = append(out,
-		step{"adding the new client activity", clientActivity("1", newScope, "new")},
-		step{"adding the new RFM histograms", []string{rfmHistogram("1", newScope)}},
-		step{"dropping empty cells", []string{
+		step{what: "adding the new client activity", sql: clientActivity("1", newScope, "new")},
+		step{what: "adding the new RFM histograms", sql: []string{rfmHistogram("1", newScope)}},
+		step{what: "dropping empty cells", sql: []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
 			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
 			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
@@ -761,7 +768,7 @@ var emptyClients = []string{
 // clientTail is the end of every client update, however its rows were
 // written.
 func clientTail(fresh bool) []step {
-	out := []step{{"recording the days the client rows show", []string{
+	out := []step{{what: "recording the days the client rows show", sql: []string{
 		`DELETE FROM marts.client_days_applied WHERE day = ANY($1::date[])`,
 		// One index probe per changed day.
 		`INSERT INTO marts.client_days_applied (day)
@@ -770,7 +777,7 @@ func clientTail(fresh bool) []step {
 	if fresh {
 		// The next update's plans should see what was just written, not
 		// an empty table.
-		out = append(out, step{"analyzing the client rows", []string{`ANALYZE marts.client_stats`}})
+		out = append(out, step{what: "analyzing the client rows", sql: []string{`ANALYZE marts.client_stats`}})
 	}
 	return out
 }
@@ -794,7 +801,7 @@ func daySteps(lines, summaries, big bool) []step {
 		if summaries {
 			q = append(q, fromSummaries...)
 		}
-		return step{what, q}
+		return step{what: what, sql: q}
 	}
 	// A day loaded with no lines is a real zero, not a gap: keep it.
 	const loadedDay = `EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = %s AND dl.status = 'loaded')`
@@ -812,32 +819,12 @@ func daySteps(lines, summaries, big bool) []step {
 			[]string{`INSERT INTO marts.product_days (day, product_ids, units, revenue)
 			SELECT purchase_date, product_ids, product_units, product_revenue FROM marketplace.day_summaries
 			WHERE purchase_date = ANY($3::date[]) AND lines > 0`}),
-		{"replacing product_months", []string{
+		{what: "replacing product_months", sql: []string{
 			// The old rows leave the ABC/XYZ period's totals (updatePeriod).
 			`CREATE TEMP TABLE marts_old_months ON COMMIT DROP AS
 			SELECT * FROM marts.product_months WHERE month IN ` + changedMonths,
 			`DELETE FROM marts.product_months WHERE month IN ` + changedMonths,
-			// A month's new row is its old one, plus the changed days' new
-			// rows, minus their old ones: three rows of arrays, however many
-			// days the month has. Hashed into products first, so that only
-			// the products need sorting.
-			`INSERT INTO marts.product_months (month, product_ids, units, revenue)
-			SELECT month, array_agg(product_id), array_agg(units), array_agg(revenue)
-			FROM (SELECT * FROM (
-			          SELECT m.month, u.product_id, sum(m.sign * u.units)::bigint AS units, sum(m.sign * u.revenue) AS revenue
-			          FROM (SELECT month, 1 AS sign, product_ids, units, revenue FROM marts_old_months
-			                UNION ALL
-			                SELECT ` + month("day") + `::date, 1, product_ids, units, revenue FROM marts.product_days WHERE day = ANY($1::date[])
-			                UNION ALL
-			                SELECT ` + month("day") + `::date, -1, product_ids, units, revenue FROM marts_old_days) m,
-			               unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
-			          GROUP BY 1, 2
-			          -- Units are positive on every line: none left means not
-			          -- sold in the month any more.
-			          HAVING sum(m.sign * u.units) <> 0) g
-			      ORDER BY 1, 2) p
-			GROUP BY month`,
-		}},
+		}, fn: updateProductMonths},
 		mart("replacing daily_sales", []string{`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`},
 			[]string{`WITH agg AS (
 				SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
@@ -889,9 +876,44 @@ func daySteps(lines, summaries, big bool) []step {
 			WHERE s.purchase_date = ANY($3::date[])`}),
 	}
 	if big {
-		out = append(out, step{"analyzing the written tables", []string{`ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`}})
+		out = append(out, step{what: "analyzing the written tables", sql: []string{`ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`}})
 	}
 	return out
+}
+
+// productMonthRows are the rows summed into the changed months' new rows:
+// a month's new row is its old one, plus the changed days' new rows, minus
+// their old ones, however many days the month has.
+var productMonthRows = `SELECT month::text, 1, product_ids, units, revenue, NULL FROM marts_old_months
+	UNION ALL
+	SELECT ` + month("day") + `::date::text, 1, product_ids, units, revenue, NULL FROM marts.product_days WHERE day = ANY($1::date[])
+	UNION ALL
+	SELECT ` + month("day") + `::date::text, -1, product_ids, units, revenue, NULL FROM marts_old_days`
+
+// updateProductMonths writes the changed months' rows (old rows deleted).
+func updateProductMonths(ctx context.Context, b *batch) error {
+	months, ok, err := sumProductRows(ctx, b.tx, productMonthRows, pq.Array(b.days))
+	if err != nil {
+		return err
+	}
+	if ok {
+		return writeProductMonths(ctx, b.tx, months)
+	}
+	// Beyond int64: the same sums as numerics. Hashed into products
+	// first, so that only the products need sorting.
+	_, err = b.tx.ExecContext(ctx, `INSERT INTO marts.product_months (month, product_ids, units, revenue)
+		SELECT month::date, array_agg(product_id), array_agg(units), array_agg(revenue)
+		FROM (SELECT * FROM (
+		          SELECT m.month, u.product_id, sum(m.sign * u.units)::bigint AS units, sum(m.sign * u.revenue) AS revenue
+		          FROM (`+productMonthRows+`) AS m(month, sign, product_ids, units, revenue, units_sq),
+		               unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
+		          GROUP BY 1, 2
+		          -- Units are positive on every line: none left means not
+		          -- sold in the month any more.
+		          HAVING sum(m.sign * u.units) <> 0) g
+		      ORDER BY 1, 2) p
+		GROUP BY month`, pq.Array(b.days))
+	return err
 }
 
 // updatePeriod keeps the ABC/XYZ period: the trailing 12 complete calendar
