@@ -114,10 +114,9 @@ func readClientDays(ctx context.Context, b *batch) ([]clientDay, bool, error) {
 		}
 		var ok bool
 		if pairs, ok = appendClientDays(pairs, day, ids, revs); !ok || len(pairs) > maxBuildPairs {
-			if ok {
-				return nil, false, nil
-			}
-			return nil, false, fmt.Errorf("reading the client days: unexpected arrays for day %d: %.40q, %.40q", day, ids, revs)
+			b.log.Info("the first update of the client marts runs in SQL: the history is too large or its amounts too big for exact integers",
+				"client_days_read", len(pairs), "limit", maxBuildPairs)
+			return nil, false, nil
 		}
 	}
 	if err := rows.Err(); err != nil {

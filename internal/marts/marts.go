@@ -975,45 +975,58 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	// (the months that left it or changed go out, those that came in or
 	// changed come in: a month or two instead of twelve), else from the
 	// period's months.
-	parts := `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months WHERE month >= $1::date AND month < $2::date`
-	old := ""
+	parts := `SELECT 1 AS sign, product_ids, units, revenue, NULL::numeric[] AS units_sq FROM marts.product_months WHERE month >= $1::date AND month < $2::date`
 	var args []any
 	if oldStart.Valid && len(days) > 0 && oldStart.String < endExcl.String && start.String < oldEndExcl.String {
-		parts = `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months
+		parts = `SELECT 1 AS sign, product_ids, units, revenue, NULL::numeric[] AS units_sq FROM marts.product_months
 			WHERE month >= $1::date AND month < $2::date AND (month < $3::date OR month >= $4::date OR month IN ` + changedMonths5 + `)
 			UNION ALL
-			SELECT -1, product_ids, units, revenue FROM marts.product_months
+			SELECT -1, product_ids, units, revenue, NULL::numeric[] FROM marts.product_months
 			WHERE month >= $3::date AND month < $4::date AND (month < $1::date OR month >= $2::date) AND month NOT IN ` + changedMonths5 + `
 			UNION ALL
-			SELECT -1, product_ids, units, revenue FROM marts_old_months WHERE month >= $3::date AND month < $4::date`
-		// The old row, kept aside: it is deleted before the new one is
-		// written.
-		old = `UNION ALL
-			SELECT u.product_id, u.revenue, u.units, u.units_sq
-			FROM marts_period p, unnest(p.product_ids, p.revenue, p.units, p.units_sq) AS u(product_id, revenue, units, units_sq)`
+			SELECT -1, product_ids, units, revenue, NULL::numeric[] FROM marts_old_months WHERE month >= $3::date AND month < $4::date
+			UNION ALL
+			-- The old row, kept aside: it is deleted before the new one is
+			-- written.
+			SELECT 1, product_ids, units, revenue, units_sq FROM marts_period`
 		args = []any{oldStart.String, oldEndExcl.String, pq.Array(days)}
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE marts_period ON COMMIT DROP AS SELECT * FROM marts.period_products`); err != nil {
 			return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 		}
 	}
-	q := `WITH t AS (
-			SELECT product_id, sum(revenue) AS revenue, sum(units) AS units, sum(units_sq) AS units_sq
-			FROM (SELECT u.product_id, m.sign * u.revenue AS revenue, m.sign * u.units AS units, m.sign * u.units * u.units AS units_sq
-			      FROM (` + parts + `) m, unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
-			      ` + old + `) x
-			GROUP BY product_id
-			-- Units are positive on every line: none means not sold in the
-			-- period.
-			HAVING sum(units) <> 0
-			ORDER BY product_id
-		)
-		INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
-		SELECT true, array_agg(product_id), array_agg(revenue), array_agg(units::bigint), array_agg(units_sq) FROM t
-		HAVING count(*) > 0`
+	args = append([]any{start.String, endExcl.String}, args...)
 	if _, err := tx.ExecContext(ctx, `DELETE FROM marts.period_products`); err != nil {
 		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, q, append([]any{start.String, endExcl.String}, args...)...); err != nil {
+	// The rows' units_sq is null for months: their units squared.
+	sums, ok, err := sumProductRows(ctx, tx, `SELECT '', sign, product_ids, units, revenue, units_sq FROM (`+parts+`) m`, args...)
+	if err != nil {
+		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
+	}
+	if ok {
+		if p := sums[""]; len(p) > 0 {
+			ids, units, revenue, unitsSq := productArrays(p)
+			_, err = tx.ExecContext(ctx, `INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
+				VALUES (true, $1::integer[], $2::numeric[], $3::bigint[], $4::numeric[])`, ids, revenue, units, unitsSq)
+		}
+	} else {
+		// Beyond int64: the same sums as numerics.
+		_, err = tx.ExecContext(ctx, `WITH t AS (
+				SELECT product_id, sum(revenue) AS revenue, sum(units) AS units, sum(units_sq) AS units_sq
+				FROM (SELECT u.product_id, m.sign * u.revenue AS revenue, m.sign * u.units AS units,
+				             m.sign * coalesce(u.units_sq, u.units::numeric * u.units) AS units_sq
+				      FROM (`+parts+`) m, unnest(m.product_ids, m.units, m.revenue, m.units_sq) AS u(product_id, units, revenue, units_sq)) x
+				GROUP BY product_id
+				-- Units are positive on every line: none means not sold in
+				-- the period.
+				HAVING sum(units) <> 0
+				ORDER BY product_id
+			)
+			INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
+			SELECT true, array_agg(product_id), array_agg(revenue), array_agg(units::bigint), array_agg(units_sq) FROM t
+			HAVING count(*) > 0`, args...)
+	}
+	if err != nil {
 		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 	}
 	return nil

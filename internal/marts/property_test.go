@@ -221,3 +221,25 @@ func compareWithRebuild(t *testing.T, db *sqlx.DB, u *Updater, op int) {
 		}
 	}
 }
+
+// Sums beyond int64 (the largest amounts, many times over) are summed as
+// numerics instead, with the same result as a rebuild.
+func TestHugeSumsFallBackToNumerics(t *testing.T) {
+	db := newDB(t)
+	u := &Updater{DB: db, Log: quiet()}
+	huge := make([]line, 1000)
+	for i := range huge {
+		huge[i] = line{client: 1, gender: "F", product: 1, qty: 100, price: "999999999999", discount: "0", seconds: i}
+	}
+	// And a product whose monthly units squared leave int64.
+	huge = append(huge, line{client: 2, gender: "M", product: 2, qty: 2147483647, price: "0", discount: "0", seconds: 5},
+		line{client: 2, gender: "M", product: 2, qty: 2147483647, price: "0", discount: "0", seconds: 6})
+	dayWrite(t, db, "2024-01-01", "loaded", huge, false, true)
+	dayWrite(t, db, "2024-02-01", "loaded", []line{{client: 3, gender: "F", product: 3, qty: 1, price: "10", discount: "0", seconds: 7}}, false, true)
+	if _, err := u.Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expectRows(t, db, []string{"99999999999900000.00|1"}, `SELECT monetary, frequency FROM marts.client_stats WHERE client_id = 1`)
+	expectRows(t, db, []string{"4294967294|18446744056529682436"}, `SELECT units, units_sq FROM marts.product_period WHERE product_id = 2`)
+	compareWithRebuild(t, db, u, 0)
+}
