@@ -427,7 +427,9 @@ func (s *clientSums) write(ctx context.Context, tx *sql.Tx) error {
 	}
 	var cohort, month, revenue []string
 	var active []int64
-	monthText := func(m int32) string { return time.Date(2000+int(m/12), time.Month(m%12+1), 1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly) }
+	monthText := func(m int32) string {
+		return time.Date(2000+int(m/12), time.Month(m%12+1), 1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
+	}
 	for k, c := range s.cohorts {
 		cohort, month = append(cohort, monthText(k[0])), append(month, monthText(k[1]))
 		active, revenue = append(active, c.active), append(revenue, string(appendCents(nil, c.revenue)))
