@@ -35,7 +35,13 @@ func sumProductRows(ctx context.Context, tx *sql.Tx, q string, args ...any) (map
 		return nil, false, err
 	}
 	defer rows.Close()
-	sums := map[string]map[int64]*productSum{}
+	// Per key, the products' position in its list: no allocation per
+	// product.
+	type group struct {
+		at   map[int64]int
+		list []productSum
+	}
+	sums := map[string]*group{}
 	var (
 		key                     string
 		sign                    int64
@@ -45,12 +51,12 @@ func sumProductRows(ctx context.Context, tx *sql.Tx, q string, args ...any) (map
 		if err := rows.Scan(&key, &sign, &ids, &units, &rev, &unitSq); err != nil {
 			return nil, false, err
 		}
-		m := sums[key]
-		if m == nil {
-			m = map[int64]*productSum{}
-			sums[key] = m
+		g := sums[key]
+		if g == nil {
+			g = &group{at: map[int64]int{}}
+			sums[key] = g
 		}
-		if !addProductRow(m, sign, ids, units, rev, unitSq) {
+		if !addProductRow(&g.list, g.at, sign, ids, units, rev, unitSq) {
 			return nil, false, nil
 		}
 	}
@@ -58,9 +64,9 @@ func sumProductRows(ctx context.Context, tx *sql.Tx, q string, args ...any) (map
 		return nil, false, err
 	}
 	out := make(map[string][]productSum, len(sums))
-	for k, m := range sums {
-		list := make([]productSum, 0, len(m))
-		for _, p := range m {
+	for k, g := range sums {
+		list := g.list[:0]
+		for _, p := range g.list {
 			if p.units == 0 {
 				continue
 			}
@@ -68,7 +74,7 @@ func sumProductRows(ctx context.Context, tx *sql.Tx, q string, args ...any) (map
 				// Only a sum of the stored rows can be written back.
 				return nil, false, nil
 			}
-			list = append(list, *p)
+			list = append(list, p)
 		}
 		sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
 		out[k] = list
@@ -76,8 +82,9 @@ func sumProductRows(ctx context.Context, tx *sql.Tx, q string, args ...any) (map
 	return out, true, nil
 }
 
-// addProductRow adds one row of arrays, sign times, to m.
-func addProductRow(m map[int64]*productSum, sign int64, ids, units, rev, unitsSq []byte) bool {
+// addProductRow adds one row of arrays, sign times, to the products of
+// list, at: their positions.
+func addProductRow(list *[]productSum, at map[int64]int, sign int64, ids, units, rev, unitsSq []byte) bool {
 	ids, okI := arrayBody(ids)
 	units, okU := arrayBody(units)
 	rev, okR := arrayBody(rev)
@@ -114,11 +121,13 @@ func addProductRow(m map[int64]*productSum, sign int64, ids, units, rev, unitsSq
 			}
 			s = int64(lo)
 		}
-		p := m[id]
-		if p == nil {
-			p = &productSum{id: id}
-			m[id] = p
+		i, seen := at[id]
+		if !seen {
+			i = len(*list)
+			at[id] = i
+			*list = append(*list, productSum{id: id})
 		}
+		p := &(*list)[i]
 		if !addSigned(&p.units, sign, u) || !addSigned(&p.revenue, sign, r) || !addSigned(&p.unitsSq, sign, s) {
 			return false
 		}

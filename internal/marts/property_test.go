@@ -243,3 +243,18 @@ func TestHugeSumsFallBackToNumerics(t *testing.T) {
 	expectRows(t, db, []string{"4294967294|18446744056529682436"}, `SELECT units, units_sq FROM marts.product_period WHERE product_id = 2`)
 	compareWithRebuild(t, db, u, 0)
 }
+
+// A history beyond the client days a first update may hold in memory is
+// built in SQL, with the same result.
+func TestFirstUpdateBeyondMemoryBoundRunsInSQL(t *testing.T) {
+	defer func(n int) { maxBuildPairs = n }(maxBuildPairs)
+	maxBuildPairs = 10
+	db := newDB(t)
+	loadFixture(t, db)
+	u := &Updater{DB: db, Log: quiet()}
+	if _, err := u.Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expectRows(t, db, []string{"true"}, `SELECT count(*) > 10 FROM marts.client_stats`)
+	compareWithRebuild(t, db, u, 0)
+}
