@@ -317,29 +317,21 @@ func (d *DayTx) Accept(ctx context.Context, sum etl.Summary) (etl.Outcome, error
 	if d.staged && d.stored.Checksum.String == sum.Checksum {
 		return etl.Unchanged, d.Rollback()
 	}
+	if d.staged {
+		// One round trip: the old day out, the staged one in.
+		if err := d.exec(ctx, "replacing the lines and rejects", d.deleteDayQuery()+`;
+			INSERT INTO marketplace.purchases SELECT * FROM stage_purchases;
+			INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`); err != nil {
+			return 0, err
+		}
+	}
 	// The old summary went with the old lines (deleteDay); a day whose
 	// summary is not exact has none, and the marts read its lines.
 	var summary string
 	if s := d.summary(); s.Finish() {
 		summary = s.insertSummary(d.date)
 	}
-	if d.staged {
-		// One round trip: the old day out, the staged one in.
-		q := d.deleteDayQuery() + `;
-			INSERT INTO marketplace.purchases SELECT * FROM stage_purchases;
-			INSERT INTO marketplace.rejected_purchases SELECT * FROM stage_rejects`
-		if summary != "" {
-			q += ";\n" + summary
-		}
-		if err := d.exec(ctx, "replacing the lines, rejects and summary", q); err != nil {
-			return 0, err
-		}
-	} else if summary != "" {
-		if err := d.exec(ctx, "writing the summary", summary); err != nil {
-			return 0, err
-		}
-	}
-	if err := d.record(ctx, sum, StatusLoaded, sql.NullString{}, d.staged); err != nil {
+	if err := d.record(ctx, sum, StatusLoaded, sql.NullString{}, d.staged, summary); err != nil {
 		return 0, err
 	}
 	return etl.Loaded, d.commit()
@@ -361,16 +353,22 @@ func (d *DayTx) Refuse(ctx context.Context, sum etl.Summary, reason string) erro
 	} else if err := d.exec(ctx, "discarding the lines", d.deleteLinesQuery()); err != nil {
 		return err
 	}
-	if err := d.record(ctx, sum, StatusFailed, sql.NullString{String: errorText(reason), Valid: true}, false); err != nil {
+	if err := d.record(ctx, sum, StatusFailed, sql.NullString{String: errorText(reason), Valid: true}, false, ""); err != nil {
 		return err
 	}
 	return d.commit()
 }
 
 // record writes the day's row of day_loads; changed counts a checksum change.
-func (d *DayTx) record(ctx context.Context, sum etl.Summary, status string, lastErr sql.NullString, changed bool) error {
+// A summary statement, if any, runs in the same statement as a
+// data-modifying WITH: the same round trip.
+func (d *DayTx) record(ctx context.Context, sum etl.Summary, status string, lastErr sql.NullString, changed bool, summary string) error {
 	reasons, _ := json.Marshal(reasonCounts(sum.ByReason))
-	_, err := d.tx.ExecContext(ctx, `
+	var with string
+	if summary != "" {
+		with = "WITH summary AS (" + summary + ")"
+	}
+	_, err := d.tx.ExecContext(ctx, with+`
 		INSERT INTO marketplace.day_loads AS d (purchase_date, status, rows_fetched, rows_loaded, rows_rejected,
 			rejected_by_reason, checksum, checksum_changes, attempts, last_error, run_id, first_loaded_at, loaded_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 1, $8, $9, CASE WHEN $2 = 'loaded' THEN now() END, CASE WHEN $2 = 'loaded' THEN now() END, now())

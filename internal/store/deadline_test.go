@@ -88,7 +88,7 @@ func (f *freezer) pipe(dst, src net.Conn) {
 	}
 }
 
-func openVia(t *testing.T, dsn string, opt Options) *Store {
+func openVia(t testing.TB, dsn string, opt Options) *Store {
 	t.Helper()
 	opt.Location = time.UTC
 	s, err := Open(context.Background(), dsn, opt, slog.New(slog.NewTextHandler(io.Discard, nil)))

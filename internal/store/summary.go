@@ -33,11 +33,11 @@ const summaryColumns = `purchase_date, lines, units, revenue, gross_revenue, dis
 	product_ids, product_units, product_revenue, client_ids, client_revenue`
 
 // insertSummary is the statement that writes the finished summary of date
-// (YYYY-MM-DD) as literals: one simple query, one round trip, where lib/pq
-// would spend two on a statement with arguments and encode every array
-// element through reflection. Every value is a number, F or M, or the
-// date, so nothing needs quoting beyond the array literals' braces. The
-// text lives in s until the next day.
+// (YYYY-MM-DD), with its values as literals: it can then ride along in the
+// statement that records the day (DayTx.record), with no round trip of its
+// own, and no array element goes through database/sql's per-argument
+// conversion. Every value is a number, F or M, or the date, so nothing
+// needs quoting beyond the array literals' braces.
 func (s *daySummary) insertSummary(date string) string {
 	t := s.Total()
 	s.genders = s.Genders(s.genders[:0])
