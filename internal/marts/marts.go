@@ -151,10 +151,12 @@ func (u *Updater) run(ctx context.Context, rebuild, nowait bool) (Result, error)
 	}
 	if err != nil {
 		err = fmt.Errorf("%s: %w", what, err)
-		// Record the failure even when ctx is what failed.
+		// Record the failure even when ctx is what failed, on a connection
+		// from the pool: a cancelled ctx makes database/sql close conn in
+		// the background, and using a Conn while it closes can crash.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if serr := setState(rctx, conn, "failed", started, err); serr != nil {
+		if serr := setState(rctx, u.DB, "failed", started, err); serr != nil {
 			u.log().Warn("could not record the failed marts update", "err", serr)
 		}
 		return res, err
