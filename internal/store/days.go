@@ -327,9 +327,9 @@ func (d *DayTx) Accept(ctx context.Context, sum etl.Summary) (etl.Outcome, error
 	}
 	// The old summary went with the old lines (deleteDay); a day whose
 	// summary is not exact has none, and the marts read its lines.
-	var summary string
-	if s := d.summary(); s.Finish() {
-		summary = s.insertSummary(d.date)
+	summary := d.summary()
+	if !summary.Finish() {
+		summary = nil
 	}
 	if err := d.record(ctx, sum, StatusLoaded, sql.NullString{}, d.staged, summary); err != nil {
 		return 0, err
@@ -353,20 +353,22 @@ func (d *DayTx) Refuse(ctx context.Context, sum etl.Summary, reason string) erro
 	} else if err := d.exec(ctx, "discarding the lines", d.deleteLinesQuery()); err != nil {
 		return err
 	}
-	if err := d.record(ctx, sum, StatusFailed, sql.NullString{String: errorText(reason), Valid: true}, false, ""); err != nil {
+	if err := d.record(ctx, sum, StatusFailed, sql.NullString{String: errorText(reason), Valid: true}, false, nil); err != nil {
 		return err
 	}
 	return d.commit()
 }
 
 // record writes the day's row of day_loads; changed counts a checksum change.
-// A summary statement, if any, runs in the same statement as a
-// data-modifying WITH: the same round trip.
-func (d *DayTx) record(ctx context.Context, sum etl.Summary, status string, lastErr sql.NullString, changed bool, summary string) error {
+// A finished summary, if any, is written by the same statement, as a
+// data-modifying WITH: no round trip of its own.
+func (d *DayTx) record(ctx context.Context, sum etl.Summary, status string, lastErr sql.NullString, changed bool, summary *daySummary) error {
 	reasons, _ := json.Marshal(reasonCounts(sum.ByReason))
+	args := []any{d.date, status, sum.Fetched, sum.Loaded, sum.Rejected, string(reasons), sum.Checksum, lastErr, d.runID, b2i(changed)}
 	var with string
-	if summary != "" {
-		with = "WITH summary AS (" + summary + ")"
+	if summary != nil {
+		with = "WITH summary AS (" + insertSummary(len(args)+1) + ")"
+		args = summary.values(args)
 	}
 	_, err := d.tx.ExecContext(ctx, with+`
 		INSERT INTO marketplace.day_loads AS d (purchase_date, status, rows_fetched, rows_loaded, rows_rejected,
@@ -380,8 +382,7 @@ func (d *DayTx) record(ctx context.Context, sum etl.Summary, status string, last
 			checksum_changes = d.checksum_changes + $10,
 			attempts = d.attempts + 1, last_error = EXCLUDED.last_error, run_id = EXCLUDED.run_id,
 			first_loaded_at = COALESCE(d.first_loaded_at, EXCLUDED.first_loaded_at),
-			loaded_at = COALESCE(EXCLUDED.loaded_at, d.loaded_at), updated_at = now()`,
-		d.date, status, sum.Fetched, sum.Loaded, sum.Rejected, string(reasons), sum.Checksum, lastErr, d.runID, b2i(changed))
+			loaded_at = COALESCE(EXCLUDED.loaded_at, d.loaded_at), updated_at = now()`, args...)
 	if err != nil {
 		_ = d.Rollback()
 		return fmt.Errorf("recording the load of %s: %w", d.date, err)
