@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -59,23 +60,22 @@ func buildClients(ctx context.Context, b *batch) (bool, error) {
 	}
 	b.log.Debug("marts step", "step", "merging the client days", "clients", s.clients, "duration", time.Since(t0).Round(time.Microsecond))
 	t0 = time.Now()
-	// client_stats is empty (a first update), so it is truncated rather
-	// than deleted from, which lets COPY write its rows frozen, and its
-	// primary key is built once after the rows instead of row by row: half
-	// the time of the write. Readers wait for the commit meanwhile (the
-	// lock a truncation takes), a few seconds once in the marts' life.
-	for _, q := range append(emptyClients,
-		`TRUNCATE marts.client_stats`,
-		`ALTER TABLE marts.client_stats DROP CONSTRAINT client_stats_pkey`) {
+	for _, q := range emptyClients {
 		if _, err := b.tx.ExecContext(ctx, q); err != nil {
 			return false, fmt.Errorf("emptying the client marts: %w", err)
 		}
 	}
-	if err := copyClientStats(ctx, b.conn, pairs, s); err != nil {
+	exclusive, err := takeClientStats(ctx, b.tx)
+	if err != nil {
+		return false, err
+	}
+	if err := copyClientStats(ctx, b.conn, pairs, s, exclusive); err != nil {
 		return false, fmt.Errorf("writing the client rows: %w", err)
 	}
-	if _, err := b.tx.ExecContext(ctx, `ALTER TABLE marts.client_stats ADD CONSTRAINT client_stats_pkey PRIMARY KEY (client_id)`); err != nil {
-		return false, fmt.Errorf("indexing the client rows: %w", err)
+	if exclusive {
+		if _, err := b.tx.ExecContext(ctx, `ALTER TABLE marts.client_stats ADD CONSTRAINT client_stats_pkey PRIMARY KEY (client_id)`); err != nil {
+			return false, fmt.Errorf("indexing the client rows: %w", err)
+		}
 	}
 	b.log.Debug("marts step", "step", "writing the client rows", "duration", time.Since(t0).Round(time.Microsecond))
 	t0 = time.Now()
@@ -84,6 +84,40 @@ func buildClients(ctx context.Context, b *batch) (bool, error) {
 	}
 	b.log.Debug("marts step", "step", "writing the client activity", "duration", time.Since(t0).Round(time.Microsecond))
 	return true, nil
+}
+
+// takeClientStats truncates the (empty) client_stats and drops its primary
+// key, when no reader is using it: COPY can then write the rows frozen, and
+// the key is built once after them instead of row by row, half the time of
+// the write. That needs an ACCESS EXCLUSIVE lock: readers wait for the
+// commit (seconds, once in the marts' life). A reader already there is not
+// waited for (false): the rows then go into the table as it is.
+func takeClientStats(ctx context.Context, tx *sql.Tx) (bool, error) {
+	var timeout string
+	if err := tx.QueryRowContext(ctx, `SELECT current_setting('lock_timeout')`).Scan(&timeout); err != nil {
+		return false, fmt.Errorf("reading the lock timeout: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT marts_client_stats; SET LOCAL lock_timeout = 100`); err != nil {
+		return false, fmt.Errorf("taking client_stats: %w", err)
+	}
+	_, err := tx.ExecContext(ctx, `TRUNCATE marts.client_stats; ALTER TABLE marts.client_stats DROP CONSTRAINT client_stats_pkey`)
+	var pe *pq.Error
+	switch {
+	case errors.As(err, &pe) && pe.Code == "55P03": // lock_not_available: a reader
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT marts_client_stats`); err != nil {
+			return false, fmt.Errorf("taking client_stats: %w", err)
+		}
+	case err != nil:
+		return false, fmt.Errorf("taking client_stats: %w", err)
+	default:
+		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT marts_client_stats`); err != nil {
+			return false, fmt.Errorf("taking client_stats: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true)`, timeout); err != nil {
+		return false, fmt.Errorf("restoring the lock timeout: %w", err)
+	}
+	return err == nil, nil
 }
 
 // readClientDays reads the client days of the batch's days.
@@ -321,7 +355,8 @@ func summarizeClients(pairs []clientDay) (*clientSums, bool) {
 }
 
 // copyClientStats writes the client rows by COPY, in key order.
-func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *clientSums) error {
+// frozen: the table was truncated in this transaction.
+func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *clientSums, frozen bool) error {
 	var dates [][]byte // text of each day, from the first
 	if len(pairs) > 0 {
 		dates = make([][]byte, len(s.d7))
@@ -335,8 +370,12 @@ func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *
 		if !ok {
 			return fmt.Errorf("driver connection %T cannot prepare COPY", dc)
 		}
-		st, err := prep.PrepareContext(ctx, `COPY marts.client_stats (client_id, first_purchase_date, last_purchase_date,
-			frequency, monetary, m_bucket, days, revenues) FROM STDIN WITH (FREEZE)`)
+		q := `COPY marts.client_stats (client_id, first_purchase_date, last_purchase_date,
+			frequency, monetary, m_bucket, days, revenues) FROM STDIN`
+		if frozen {
+			q += ` WITH (FREEZE)`
+		}
+		st, err := prep.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("starting COPY: %w", err)
 		}
