@@ -151,10 +151,12 @@ func (u *Updater) run(ctx context.Context, rebuild, nowait bool) (Result, error)
 	}
 	if err != nil {
 		err = fmt.Errorf("%s: %w", what, err)
-		// Record the failure even when ctx is what failed.
+		// Record the failure even when ctx is what failed, on a connection
+		// from the pool: a cancelled ctx makes database/sql close conn in
+		// the background, and using a Conn while it closes can crash.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if serr := setState(rctx, conn, "failed", started, err); serr != nil {
+		if serr := setState(rctx, u.DB, "failed", started, err); serr != nil {
 			u.log().Warn("could not record the failed marts update", "err", serr)
 		}
 		return res, err
@@ -189,9 +191,22 @@ func (u *Updater) log() *slog.Logger {
 type half struct {
 	part   string   // its entries in marketplace.marts_queue
 	tables []string // what it writes, emptied by a rebuild
-	// update brings the half's tables up to date with the changed days
-	// (none: a rebuild of an empty database).
-	update func(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error
+	// update brings the half's tables up to date with the changed days of
+	// b (none: a rebuild of an empty database).
+	update func(ctx context.Context, b *batch) error
+}
+
+// batch is one half's update: its transaction and the days it drained.
+type batch struct {
+	tx   *sql.Tx
+	conn *sql.Conn // tx's connection, for COPY
+	log  *slog.Logger
+	// days are the changed days, sorted and distinct ($1 of the steps);
+	// of them, fromLines ($2) are computed from their lines and
+	// fromSummaries ($3) read from marketplace.day_summaries. A rebuild
+	// reads every day from its lines.
+	days, fromLines, fromSummaries []string
+	rebuild                        bool
 }
 
 var (
@@ -240,7 +255,7 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 			return 0, err
 		}
 		if fresh {
-			n, err := u.updateHalf(ctx, dayHalf, nil, false)
+			n, err := u.updateHalf(ctx, dayHalf, nil, nil, false)
 			if err != nil {
 				return 0, fmt.Errorf("the day marts: %w", err)
 			}
@@ -257,9 +272,9 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 				dayErr = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 			}
 		}()
-		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, rebuild)
+		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, nil, rebuild)
 	}()
-	n, err := u.updateHalf(ctx, clientHalf, tx, rebuild)
+	n, err := u.updateHalf(ctx, clientHalf, conn, tx, rebuild)
 	<-done
 	if err != nil {
 		return 0, fmt.Errorf("the client marts: %w", err)
@@ -310,10 +325,10 @@ func (u *Updater) begin(ctx context.Context, conn *sql.Conn) (*sql.Tx, error) {
 	return tx, nil
 }
 
-// updateHalf drains h's queue entries and updates its tables, in tx, or
-// when tx is nil in a transaction of its own on a connection of its own,
-// which it commits.
-func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bool) (int, error) {
+// updateHalf drains h's queue entries and updates its tables, in tx on
+// conn, or when tx is nil in a transaction of its own on a connection of
+// its own, which it commits.
+func (u *Updater) updateHalf(ctx context.Context, h half, conn *sql.Conn, tx *sql.Tx, rebuild bool) (int, error) {
 	if tx == nil {
 		conn, err := u.DB.Conn(ctx)
 		if err != nil {
@@ -324,7 +339,7 @@ func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bo
 			return 0, err
 		}
 		defer tx.Rollback()
-		n, err := u.updateHalf(ctx, h, tx, rebuild)
+		n, err := u.updateHalf(ctx, h, conn, tx, rebuild)
 		if err != nil {
 			return 0, err
 		}
@@ -349,26 +364,76 @@ func (u *Updater) updateHalf(ctx context.Context, h half, tx *sql.Tx, rebuild bo
 	if len(days) == 0 && !rebuild {
 		return 0, nil
 	}
-	t0 := time.Now()
-	if err := h.update(ctx, tx, u.log(), days); err != nil {
+	b := &batch{tx: tx, conn: conn, log: u.log(), days: days, rebuild: rebuild}
+	if err := b.split(ctx); err != nil {
 		return 0, err
 	}
-	u.log().Debug("marts half updated", "half", h.part, "days", len(days), "duration", time.Since(t0).Round(time.Microsecond))
+	t0 := time.Now()
+	if err := h.update(ctx, b); err != nil {
+		return 0, err
+	}
+	u.log().Debug("marts half updated", "half", h.part, "days", len(days), "from_summaries", len(b.fromSummaries),
+		"duration", time.Since(t0).Round(time.Microsecond))
 	return len(days), nil
 }
 
+// split sorts the changed days into those with a summary and the others.
+func (b *batch) split(ctx context.Context) error {
+	b.fromLines, b.fromSummaries = b.days, nil
+	if b.rebuild || len(b.days) == 0 {
+		return nil
+	}
+	rows, err := b.tx.QueryContext(ctx, `SELECT purchase_date::text FROM marketplace.day_summaries
+		WHERE purchase_date = ANY($1::date[]) ORDER BY 1`, pq.Array(b.days))
+	if err != nil {
+		return fmt.Errorf("reading which days have a summary: %w", err)
+	}
+	defer rows.Close()
+	has := map[string]bool{}
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return fmt.Errorf("reading which days have a summary: %w", err)
+		}
+		has[d] = true
+		b.fromSummaries = append(b.fromSummaries, d)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading which days have a summary: %w", err)
+	}
+	b.fromLines = nil
+	for _, d := range b.days {
+		if !has[d] {
+			b.fromLines = append(b.fromLines, d)
+		}
+	}
+	return nil
+}
+
 // updateClients is the client half's update.
-func updateClients(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
-	if len(days) > 0 {
-		fresh, err := clientsFresh(ctx, tx)
+func updateClients(ctx context.Context, b *batch) error {
+	if len(b.days) > 0 {
+		fresh, err := clientsFresh(ctx, b.tx)
 		if err != nil {
 			return err
 		}
-		if err := runSteps(ctx, tx, log, clientSteps(fresh), days); err != nil {
+		steps := clientSteps(fresh)
+		if fresh && !b.rebuild {
+			// A first update is built here from the days' summaries; a
+			// rebuild, the reference, stays in SQL over the lines.
+			built, err := buildClients(ctx, b)
+			if err != nil {
+				return err
+			}
+			if built {
+				steps = clientTail(true)
+			}
+		}
+		if err := runSteps(ctx, b, steps); err != nil {
 			return err
 		}
 	}
-	return updateRFM(ctx, tx)
+	return updateRFM(ctx, b.tx)
 }
 
 // clientsFresh tells whether the client half has never been updated (or was
@@ -382,35 +447,47 @@ func clientsFresh(ctx context.Context, tx *sql.Tx) (bool, error) {
 }
 
 // updateDays is the day half's update.
-func updateDays(ctx context.Context, tx *sql.Tx, log *slog.Logger, days []string) error {
-	if len(days) > 0 {
-		if err := runSteps(ctx, tx, log, daySteps(len(days) > 31), days); err != nil {
+func updateDays(ctx context.Context, b *batch) error {
+	if len(b.days) > 0 {
+		if err := runSteps(ctx, b, daySteps(len(b.fromLines) > 0, len(b.fromSummaries) > 0, len(b.days) > 31)); err != nil {
 			return err
 		}
 	}
-	return updatePeriod(ctx, tx, days)
+	return updatePeriod(ctx, b.tx, b.days)
 }
 
-// runSteps runs the statements of steps for the changed days (sorted,
-// distinct, at least one), passed to those that use $1.
-func runSteps(ctx context.Context, tx *sql.Tx, log *slog.Logger, steps []step, days []string) error {
-	arg := pq.Array(days)
-	run := consecutive(days)
+// runSteps runs the statements of steps with the batch's days as their
+// arguments $1, $2 and $3 (see batch), as many as a statement uses.
+func runSteps(ctx context.Context, b *batch, steps []step) error {
+	args := []any{pq.Array(b.days), pq.Array(b.fromLines), pq.Array(b.fromSummaries)}
 	for _, s := range steps {
 		t0 := time.Now()
 		for _, q := range s.sql {
-			if run {
-				q = strings.ReplaceAll(q, onChangedDays, onDayRange)
+			if consecutive(b.days) {
+				q = strings.ReplaceAll(q, onChangedDays, onDayRange(1))
 			}
-			var args []any
-			if strings.Contains(q, "$1") {
-				args = []any{arg}
+			if consecutive(b.fromLines) {
+				q = strings.ReplaceAll(q, onLineDays, onDayRange(2))
 			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			// Only the arguments the statement uses, numbered from $1: the
+			// server cannot type a parameter that is not referenced.
+			var used []any
+			for i, a := range args {
+				if p := fmt.Sprintf("$%d", i+1); strings.Contains(q, p) {
+					used = append(used, a)
+					q = strings.ReplaceAll(q, p, fmt.Sprintf("$%d", len(used)))
+				}
+			}
+			if _, err := b.tx.ExecContext(ctx, q, used...); err != nil {
 				return fmt.Errorf("%s: %w", s.what, err)
 			}
 		}
-		log.Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
+		if s.fn != nil {
+			if err := s.fn(ctx, b); err != nil {
+				return fmt.Errorf("%s: %w", s.what, err)
+			}
+		}
+		b.log.Debug("marts step", "step", s.what, "duration", time.Since(t0).Round(time.Microsecond))
 	}
 	return nil
 }
@@ -418,6 +495,9 @@ func runSteps(ctx context.Context, tx *sql.Tx, log *slog.Logger, steps []step, d
 // consecutive tells whether days (sorted, distinct, YYYY-MM-DD) are a run
 // of consecutive calendar days.
 func consecutive(days []string) bool {
+	if len(days) == 0 {
+		return false
+	}
 	first, err := time.Parse(time.DateOnly, days[0])
 	if err != nil {
 		return false
@@ -475,6 +555,8 @@ func drainQueue(ctx context.Context, tx *sql.Tx, part string, rebuild bool) ([]s
 type step struct {
 	what string
 	sql  []string
+	// fn, when set, runs after the statements.
+	fn func(ctx context.Context, b *batch) error
 }
 
 // clientActivity adds (sign 1) or subtracts (sign -1) the contribution of
@@ -576,13 +658,21 @@ func sorted(q string) []string {
 	return []string{`SET LOCAL enable_hashagg = off`, q, `SET LOCAL enable_hashagg = on`}
 }
 
-// onChangedDays restricts purchase lines to the changed days. When those
-// are a run of consecutive days (a daily pass, a backfill's range) it is
-// replaced by a range, which the primary key answers directly instead of
-// a join with the list.
-const onChangedDays = `purchase_date IN (SELECT unnest($1::date[]))`
+// onChangedDays restricts purchase lines to the changed days, onLineDays
+// to those of them computed from their lines. When those are a run of
+// consecutive days (a daily pass, a backfill's range) it is replaced by a
+// range, which the primary key answers directly instead of a join with the
+// list.
+const (
+	onChangedDays = `purchase_date IN (SELECT unnest($1::date[]))`
+	onLineDays    = `purchase_date IN (SELECT unnest($2::date[]))`
+)
 
-const onDayRange = `purchase_date BETWEEN ($1::date[])[1] AND ($1::date[])[cardinality($1::date[])]`
+// onDayRange is the range of the days in argument n.
+func onDayRange(n int) string {
+	a := fmt.Sprintf("($%d::date[])", n)
+	return `purchase_date BETWEEN ` + a + `[1] AND ` + a + `[cardinality(` + a + `)]`
+}
 
 // months of the changed days, for the per-month tables.
 const changedMonths = `(SELECT DISTINCT date_trunc('month', d::timestamp)::date FROM unnest($1::date[]) AS d)`
@@ -601,24 +691,26 @@ func clientSteps(fresh bool) []step {
 	newScope := "marts_new x"
 	if fresh {
 		newScope = "marts.client_stats x"
-		out = append(out, step{"writing the client rows", append([]string{
+		out = append(out, step{what: "writing the client rows", sql: append([]string{
 			// Every statement of a fresh update handles the whole history:
 			// room for its sorts and hashes in memory, where they fit.
-			`SET LOCAL work_mem = '256MB'`,
-			`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
-			`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`, `DELETE FROM marts.client_days_applied`},
+			`SET LOCAL work_mem = '256MB'`}, append(emptyClients,
 			sorted(`INSERT INTO marts.client_stats `+statsColumns+`
 			`+statsOf(`SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
 				FROM marketplace.purchases WHERE `+onChangedDays+`
 				GROUP BY 1, 2 ORDER BY 1, 2`)+`
-			ORDER BY client_id`)...)})
+			ORDER BY client_id`)...)...)})
 	} else {
 		out = append(out,
-			step{"finding the clients of the changed days", append(sorted(
+			step{what: "finding the clients of the changed days", sql: append(sorted(
 				`CREATE TEMP TABLE marts_days ON COMMIT DROP AS
 				SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
-				FROM marketplace.purchases WHERE `+onChangedDays+`
+				FROM marketplace.purchases WHERE `+onLineDays+`
 				GROUP BY 1, 2`),
+				`INSERT INTO marts_days
+				SELECT u.client_id, s.purchase_date, u.revenue
+				FROM marketplace.day_summaries s, unnest(s.client_ids, s.client_revenue) AS u(client_id, revenue)
+				WHERE s.purchase_date = ANY($3::date[])`,
 				// The touched clients are few (a day's buyers) next to all
 				// clients: their rows are fetched by primary key. The
 				// planner, costing random reads high, would rather hash-join
@@ -638,9 +730,9 @@ func clientSteps(fresh bool) []step {
 				`ANALYZE marts_old`,
 			)},
 			// The old contribution of the touched clients goes ...
-			step{"subtracting the old client activity", clientActivity("-1", "marts_old x", "old")},
-			step{"subtracting the old RFM histograms", []string{rfmHistogram("-1", "marts_old x")}},
-			step{"rewriting the touched clients", append([]string{
+			step{what: "subtracting the old client activity", sql: clientActivity("-1", "marts_old x", "old")},
+			step{what: "subtracting the old RFM histograms", sql: []string{rfmHistogram("-1", "marts_old x")}},
+			step{what: "rewriting the touched clients", sql: append([]string{
 				`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`},
 				append(sorted(`INSERT INTO marts_new `+statsColumns+`
 				`+statsOf(`SELECT o.client_id, u.day, u.revenue
@@ -658,114 +750,172 @@ func clientSteps(fresh bool) []step {
 	}
 	// ... and the new one comes in.
 	out = append(out,
-		step{"adding the new client activity", clientActivity("1", newScope, "new")},
-		step{"adding the new RFM histograms", []string{rfmHistogram("1", newScope)}},
-		step{"dropping empty cells", []string{
+		step{what: "adding the new client activity", sql: clientActivity("1", newScope, "new")},
+		step{what: "adding the new RFM histograms", sql: []string{rfmHistogram("1", newScope)}},
+		step{what: "dropping empty cells", sql: []string{
 			`DELETE FROM marts.client_events WHERE d7 = 0 AND d30 = 0 AND new_clients = 0`,
 			`DELETE FROM marts.cohort_activity WHERE active_clients = 0`,
 			`DELETE FROM marts.rfm_histogram WHERE clients = 0`,
 		}},
 	)
-	out = append(out, step{"recording the days the client rows show", []string{
+	return append(out, clientTail(fresh)...)
+}
+
+// emptyClients empties the client half's tables for a first update.
+var emptyClients = []string{
+	`DELETE FROM marts.client_events`, `DELETE FROM marts.cohort_activity`,
+	`DELETE FROM marts.rfm_histogram`, `DELETE FROM marts.client_stats`, `DELETE FROM marts.client_days_applied`,
+}
+
+// clientTail is the end of every client update, however its rows were
+// written.
+func clientTail(fresh bool) []step {
+	out := []step{{what: "recording the days the client rows show", sql: []string{
 		`DELETE FROM marts.client_days_applied WHERE day = ANY($1::date[])`,
 		// One index probe per changed day.
 		`INSERT INTO marts.client_days_applied (day)
 		SELECT d FROM unnest($1::date[]) AS d WHERE EXISTS (SELECT FROM marketplace.purchases WHERE purchase_date = d)`,
-	}})
+	}}}
 	if fresh {
 		// The next update's plans should see what was just written, not
 		// an empty table.
-		out = append(out, step{"analyzing the client rows", []string{`ANALYZE marts.client_stats`}})
+		out = append(out, step{what: "analyzing the client rows", sql: []string{`ANALYZE marts.client_stats`}})
 	}
 	return out
 }
 
-// daySteps lists the statements of the day half; big: many days, whose
-// statistics the next update's plans need. It keeps the default work_mem
-// even then: it runs alongside the client half, and only one of the two
-// (the client half's first update) gets 256MB, so that a first update of
-// years of lines cannot ask a small server for twice that in sorts.
-func daySteps(big bool) []step {
-	var out []step
-	out = append(out,
-		step{"replacing product_days", append([]string{
+// daySteps lists the statements of the day half: every changed day's rows
+// go, and come back computed from the lines (lines: some days have no
+// summary) and copied from the summaries (summaries: some have one); big:
+// many days, whose statistics the next update's plans need. It keeps the
+// default work_mem even then: it runs alongside the client half, and only
+// one of the two (the client half's first update) gets 256MB, so that a
+// first update of years of lines cannot ask a small server for twice that
+// in sorts.
+func daySteps(lines, summaries, big bool) []step {
+	// Each mart: the old rows of the changed days, then the new rows from
+	// either source.
+	mart := func(what string, del []string, fromLines, fromSummaries []string) step {
+		q := del
+		if lines {
+			q = append(q, fromLines...)
+		}
+		if summaries {
+			q = append(q, fromSummaries...)
+		}
+		return step{what: what, sql: q}
+	}
+	// A day loaded with no lines is a real zero, not a gap: keep it.
+	const loadedDay = `EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = %s AND dl.status = 'loaded')`
+	out := []step{
+		mart("replacing product_days",
 			// The old rows leave their months (next step).
-			`CREATE TEMP TABLE marts_old_days ON COMMIT DROP AS SELECT * FROM marts.product_days WHERE day = ANY($1::date[])`,
-			`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
+			[]string{`CREATE TEMP TABLE marts_old_days ON COMMIT DROP AS SELECT * FROM marts.product_days WHERE day = ANY($1::date[])`,
+				`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
 			sorted(`INSERT INTO marts.product_days (day, product_ids, units, revenue)
 			SELECT day, array_agg(product_id), array_agg(units), array_agg(revenue)
 			FROM (SELECT purchase_date AS day, product_id, sum(quantity)::bigint AS units, sum(total_price) AS revenue
-			      FROM marketplace.purchases WHERE `+onChangedDays+`
+			      FROM marketplace.purchases WHERE `+onLineDays+`
 			      GROUP BY 1, 2 ORDER BY 1, 2) p
-			GROUP BY day`)...,
-		)},
-		step{"replacing product_months", []string{
+			GROUP BY day`),
+			[]string{`INSERT INTO marts.product_days (day, product_ids, units, revenue)
+			SELECT purchase_date, product_ids, product_units, product_revenue FROM marketplace.day_summaries
+			WHERE purchase_date = ANY($3::date[]) AND lines > 0`}),
+		{what: "replacing product_months", sql: []string{
 			// The old rows leave the ABC/XYZ period's totals (updatePeriod).
 			`CREATE TEMP TABLE marts_old_months ON COMMIT DROP AS
 			SELECT * FROM marts.product_months WHERE month IN ` + changedMonths,
 			`DELETE FROM marts.product_months WHERE month IN ` + changedMonths,
-			// A month's new row is its old one, plus the changed days' new
-			// rows, minus their old ones: three rows of arrays, however many
-			// days the month has. Hashed into products first, so that only
-			// the products need sorting.
-			`INSERT INTO marts.product_months (month, product_ids, units, revenue)
-			SELECT month, array_agg(product_id), array_agg(units), array_agg(revenue)
-			FROM (SELECT * FROM (
-			          SELECT m.month, u.product_id, sum(m.sign * u.units)::bigint AS units, sum(m.sign * u.revenue) AS revenue
-			          FROM (SELECT month, 1 AS sign, product_ids, units, revenue FROM marts_old_months
-			                UNION ALL
-			                SELECT ` + month("day") + `::date, 1, product_ids, units, revenue FROM marts.product_days WHERE day = ANY($1::date[])
-			                UNION ALL
-			                SELECT ` + month("day") + `::date, -1, product_ids, units, revenue FROM marts_old_days) m,
-			               unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
-			          GROUP BY 1, 2
-			          -- Units are positive on every line: none left means not
-			          -- sold in the month any more.
-			          HAVING sum(m.sign * u.units) <> 0) g
-			      ORDER BY 1, 2) p
-			GROUP BY month`,
-		}},
-		step{"replacing daily_sales", []string{
-			`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`,
-			`WITH agg AS (
+		}, fn: updateProductMonths},
+		mart("replacing daily_sales", []string{`DELETE FROM marts.daily_sales WHERE day = ANY($1::date[])`},
+			[]string{`WITH agg AS (
 				SELECT purchase_date AS day, count(*) AS lines, sum(quantity)::bigint AS units, sum(total_price) AS revenue,
 				       sum(quantity * price_per_item) AS gross_revenue, sum(quantity * discount_per_item) AS discount,
 				       count(DISTINCT client_id) AS clients
-				FROM marketplace.purchases WHERE ` + onChangedDays + `
+				FROM marketplace.purchases WHERE ` + onLineDays + `
 				GROUP BY 1
 			)
 			INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
 			SELECT d.day, coalesce(a.lines, 0), coalesce(a.units, 0), coalesce(a.revenue, 0), coalesce(a.gross_revenue, 0),
 			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0),
 			       coalesce(cardinality(p.product_ids), 0), a.revenue / nullif(a.lines, 0)
-			FROM unnest($1::date[]) AS d(day)
+			FROM unnest($2::date[]) AS d(day)
 			LEFT JOIN agg a USING (day)
 			LEFT JOIN marts.product_days p USING (day)
-			-- A day loaded with no lines is a real zero, not a gap: keep it.
-			WHERE a.day IS NOT NULL
-			   OR EXISTS (SELECT FROM marketplace.day_loads dl WHERE dl.purchase_date = d.day AND dl.status = 'loaded')`,
-		}},
-		step{"replacing sales_by_gender", []string{
-			`DELETE FROM marts.sales_by_gender WHERE day = ANY($1::date[])`,
-			`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
+			WHERE a.day IS NOT NULL OR ` + fmt.Sprintf(loadedDay, "d.day")},
+			// The same figures from the summaries; a day without lines gets
+			// the same plain zeros as above.
+			[]string{`INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
+			SELECT s.purchase_date, s.lines, s.units, z.revenue, z.gross_revenue, z.discount, z.discount / nullif(z.gross_revenue, 0),
+			       s.clients, cardinality(s.product_ids), z.revenue / nullif(s.lines, 0)
+			FROM marketplace.day_summaries s
+			CROSS JOIN LATERAL (SELECT CASE WHEN s.lines > 0 THEN s.revenue ELSE 0 END AS revenue,
+			                           CASE WHEN s.lines > 0 THEN s.gross_revenue ELSE 0 END AS gross_revenue,
+			                           CASE WHEN s.lines > 0 THEN s.discount ELSE 0 END AS discount) z
+			WHERE s.purchase_date = ANY($3::date[]) AND (s.lines > 0 OR ` + fmt.Sprintf(loadedDay, "s.purchase_date") + `)`}),
+		mart("replacing sales_by_gender", []string{`DELETE FROM marts.sales_by_gender WHERE day = ANY($1::date[])`},
+			[]string{`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
 			SELECT purchase_date, gender::text, count(*), sum(quantity)::bigint, sum(total_price), sum(quantity * price_per_item),
 			       sum(quantity * discount_per_item), count(DISTINCT client_id), sum(total_price) / count(*)
-			FROM marketplace.purchases WHERE ` + onChangedDays + `
-			GROUP BY purchase_date, gender`,
-		}},
-		step{"replacing sales_by_hour", []string{
-			`DELETE FROM marts.sales_by_hour WHERE day = ANY($1::date[])`,
-			`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
+			FROM marketplace.purchases WHERE ` + onLineDays + `
+			GROUP BY purchase_date, gender`},
+			[]string{`INSERT INTO marts.sales_by_gender (day, gender, lines, units, revenue, gross_revenue, discount, clients, avg_line_value)
+			SELECT s.purchase_date, g.gender, g.lines, g.units, g.revenue, g.gross_revenue, g.discount, g.clients, g.revenue / g.lines
+			FROM marketplace.day_summaries s,
+			     unnest(s.genders, s.gender_lines, s.gender_units, s.gender_revenue, s.gender_gross_revenue, s.gender_discount, s.gender_clients)
+			         AS g(gender, lines, units, revenue, gross_revenue, discount, clients)
+			WHERE s.purchase_date = ANY($3::date[])`}),
+		mart("replacing sales_by_hour", []string{`DELETE FROM marts.sales_by_hour WHERE day = ANY($1::date[])`},
+			[]string{`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
 			SELECT purchase_date, (seconds_from_midnight / 3600)::smallint, count(*), sum(quantity)::bigint, sum(total_price),
 			       count(DISTINCT client_id)
-			FROM marketplace.purchases WHERE ` + onChangedDays + `
-			GROUP BY purchase_date, seconds_from_midnight / 3600`,
-		}},
-	)
+			FROM marketplace.purchases WHERE ` + onLineDays + `
+			GROUP BY purchase_date, seconds_from_midnight / 3600`},
+			[]string{`INSERT INTO marts.sales_by_hour (day, hour, lines, units, revenue, clients)
+			SELECT s.purchase_date, h.hour, h.lines, h.units, h.revenue, h.clients
+			FROM marketplace.day_summaries s,
+			     unnest(s.hours, s.hour_lines, s.hour_units, s.hour_revenue, s.hour_clients) AS h(hour, lines, units, revenue, clients)
+			WHERE s.purchase_date = ANY($3::date[])`}),
+	}
 	if big {
-		out = append(out, step{"analyzing the written tables", []string{`ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`}})
+		out = append(out, step{what: "analyzing the written tables", sql: []string{`ANALYZE marts.product_days`, `ANALYZE marts.daily_sales`}})
 	}
 	return out
+}
+
+// productMonthRows are the rows summed into the changed months' new rows:
+// a month's new row is its old one, plus the changed days' new rows, minus
+// their old ones, however many days the month has.
+var productMonthRows = `SELECT month::text, 1, product_ids, units, revenue, NULL FROM marts_old_months
+	UNION ALL
+	SELECT ` + month("day") + `::date::text, 1, product_ids, units, revenue, NULL FROM marts.product_days WHERE day = ANY($1::date[])
+	UNION ALL
+	SELECT ` + month("day") + `::date::text, -1, product_ids, units, revenue, NULL FROM marts_old_days`
+
+// updateProductMonths writes the changed months' rows (old rows deleted).
+func updateProductMonths(ctx context.Context, b *batch) error {
+	months, ok, err := sumProductRows(ctx, b.tx, productMonthRows, pq.Array(b.days))
+	if err != nil {
+		return err
+	}
+	if ok {
+		return writeProductMonths(ctx, b.tx, months)
+	}
+	// Beyond int64: the same sums as numerics. Hashed into products
+	// first, so that only the products need sorting.
+	_, err = b.tx.ExecContext(ctx, `INSERT INTO marts.product_months (month, product_ids, units, revenue)
+		SELECT month::date, array_agg(product_id), array_agg(units), array_agg(revenue)
+		FROM (SELECT * FROM (
+		          SELECT m.month, u.product_id, sum(m.sign * u.units)::bigint AS units, sum(m.sign * u.revenue) AS revenue
+		          FROM (`+productMonthRows+`) AS m(month, sign, product_ids, units, revenue, units_sq),
+		               unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
+		          GROUP BY 1, 2
+		          -- Units are positive on every line: none left means not
+		          -- sold in the month any more.
+		          HAVING sum(m.sign * u.units) <> 0) g
+		      ORDER BY 1, 2) p
+		GROUP BY month`, pq.Array(b.days))
+	return err
 }
 
 // updatePeriod keeps the ABC/XYZ period: the trailing 12 complete calendar
@@ -827,45 +977,58 @@ func updatePeriod(ctx context.Context, tx *sql.Tx, days []string) error {
 	// (the months that left it or changed go out, those that came in or
 	// changed come in: a month or two instead of twelve), else from the
 	// period's months.
-	parts := `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months WHERE month >= $1::date AND month < $2::date`
-	old := ""
+	parts := `SELECT 1 AS sign, product_ids, units, revenue, NULL::numeric[] AS units_sq FROM marts.product_months WHERE month >= $1::date AND month < $2::date`
 	var args []any
 	if oldStart.Valid && len(days) > 0 && oldStart.String < endExcl.String && start.String < oldEndExcl.String {
-		parts = `SELECT 1 AS sign, product_ids, units, revenue FROM marts.product_months
+		parts = `SELECT 1 AS sign, product_ids, units, revenue, NULL::numeric[] AS units_sq FROM marts.product_months
 			WHERE month >= $1::date AND month < $2::date AND (month < $3::date OR month >= $4::date OR month IN ` + changedMonths5 + `)
 			UNION ALL
-			SELECT -1, product_ids, units, revenue FROM marts.product_months
+			SELECT -1, product_ids, units, revenue, NULL::numeric[] FROM marts.product_months
 			WHERE month >= $3::date AND month < $4::date AND (month < $1::date OR month >= $2::date) AND month NOT IN ` + changedMonths5 + `
 			UNION ALL
-			SELECT -1, product_ids, units, revenue FROM marts_old_months WHERE month >= $3::date AND month < $4::date`
-		// The old row, kept aside: it is deleted before the new one is
-		// written.
-		old = `UNION ALL
-			SELECT u.product_id, u.revenue, u.units, u.units_sq
-			FROM marts_period p, unnest(p.product_ids, p.revenue, p.units, p.units_sq) AS u(product_id, revenue, units, units_sq)`
+			SELECT -1, product_ids, units, revenue, NULL::numeric[] FROM marts_old_months WHERE month >= $3::date AND month < $4::date
+			UNION ALL
+			-- The old row, kept aside: it is deleted before the new one is
+			-- written.
+			SELECT 1, product_ids, units, revenue, units_sq FROM marts_period`
 		args = []any{oldStart.String, oldEndExcl.String, pq.Array(days)}
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE marts_period ON COMMIT DROP AS SELECT * FROM marts.period_products`); err != nil {
 			return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 		}
 	}
-	q := `WITH t AS (
-			SELECT product_id, sum(revenue) AS revenue, sum(units) AS units, sum(units_sq) AS units_sq
-			FROM (SELECT u.product_id, m.sign * u.revenue AS revenue, m.sign * u.units AS units, m.sign * u.units * u.units AS units_sq
-			      FROM (` + parts + `) m, unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
-			      ` + old + `) x
-			GROUP BY product_id
-			-- Units are positive on every line: none means not sold in the
-			-- period.
-			HAVING sum(units) <> 0
-			ORDER BY product_id
-		)
-		INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
-		SELECT true, array_agg(product_id), array_agg(revenue), array_agg(units::bigint), array_agg(units_sq) FROM t
-		HAVING count(*) > 0`
+	args = append([]any{start.String, endExcl.String}, args...)
 	if _, err := tx.ExecContext(ctx, `DELETE FROM marts.period_products`); err != nil {
 		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, q, append([]any{start.String, endExcl.String}, args...)...); err != nil {
+	// The rows' units_sq is null for months: their units squared.
+	sums, ok, err := sumProductRows(ctx, tx, `SELECT '', sign, product_ids, units, revenue, units_sq FROM (`+parts+`) m`, args...)
+	if err != nil {
+		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
+	}
+	if ok {
+		if p := sums[""]; len(p) > 0 {
+			ids, units, revenue, unitsSq := productArrays(p)
+			_, err = tx.ExecContext(ctx, `INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
+				VALUES (true, $1::integer[], $2::numeric[], $3::bigint[], $4::numeric[])`, ids, revenue, units, unitsSq)
+		}
+	} else {
+		// Beyond int64: the same sums as numerics.
+		_, err = tx.ExecContext(ctx, `WITH t AS (
+				SELECT product_id, sum(revenue) AS revenue, sum(units) AS units, sum(units_sq) AS units_sq
+				FROM (SELECT u.product_id, m.sign * u.revenue AS revenue, m.sign * u.units AS units,
+				             m.sign * coalesce(u.units_sq, u.units::numeric * u.units) AS units_sq
+				      FROM (`+parts+`) m, unnest(m.product_ids, m.units, m.revenue, m.units_sq) AS u(product_id, units, revenue, units_sq)) x
+				GROUP BY product_id
+				-- Units are positive on every line: none means not sold in
+				-- the period.
+				HAVING sum(units) <> 0
+				ORDER BY product_id
+			)
+			INSERT INTO marts.period_products (id, product_ids, revenue, units, units_sq)
+			SELECT true, array_agg(product_id), array_agg(revenue), array_agg(units::bigint), array_agg(units_sq) FROM t
+			HAVING count(*) > 0`, args...)
+	}
+	if err != nil {
 		return fmt.Errorf("updating the ABC/XYZ period totals: %w", err)
 	}
 	return nil
