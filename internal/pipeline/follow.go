@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 )
 
 // follower keeps the marts close behind a pass of many days: while the
 // days load, it drains the days committed so far in the background, each
-// drain starting when the previous one has ended and another day has been
-// loaded (so the drains batch themselves: the longer one takes, the more
-// days the next one takes). A pass mostly waits on the API and on its
+// drain starting when another day has been loaded after the previous one
+// has ended and a pause after it (so the drains batch themselves: the
+// longer one takes, the more days the next one takes). A pass mostly waits on the API and on its
 // commits, so the drains use capacity of the database that would
 // otherwise idle, and the pass's final update is left with the last few
 // days instead of all of them.
@@ -39,15 +40,32 @@ func (p *Pipeline) follow(ctx context.Context, days int) *follower {
 				return
 			case <-f.loaded:
 			}
+			t0 := time.Now()
 			if err := p.followOnce(ctx); err != nil && ctx.Err() == nil {
 				// Not the pass's failure: its final update drains the same
 				// days and reports what goes wrong.
 				p.Log.Warn("updating the marts behind the loads failed; the pass's final update will retry", "err", err)
 			}
+			// A pause of a few times the drain's length: when the loads
+			// keep both the pass and the database busy (a fast API), the
+			// drains take a fifth of the time at most, and each covers
+			// more days; when the pass waits on the API, they still keep
+			// up.
+			select {
+			case <-f.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(min(followPause*time.Since(t0), 30*time.Second)):
+			}
 		}
 	}()
 	return f
 }
+
+// followPause is the pause after a drain behind the loads, in lengths of
+// that drain.
+const followPause = 4
 
 func (p *Pipeline) followOnce(ctx context.Context) (err error) {
 	defer func() {
