@@ -1,6 +1,7 @@
 package marts
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -127,6 +129,15 @@ func readClientDays(ctx context.Context, b *batch) ([]clientDay, bool, error) {
 	if consecutive(b.fromLines) {
 		onDays = onDayRange(1)
 	}
+	// Room for them all at once, not grown by doubling: the clients of the
+	// summaries, and at most a client per line of the other days.
+	var room int64
+	if err := b.tx.QueryRowContext(ctx, `SELECT
+			coalesce((SELECT sum(clients) FROM marketplace.day_summaries WHERE purchase_date = ANY($2::date[])), 0)
+			+ coalesce((SELECT sum(rows_loaded) FROM marketplace.day_loads WHERE purchase_date = ANY($1::date[])), 0)`,
+		pq.Array(b.fromLines), pq.Array(b.fromSummaries)).Scan(&room); err != nil {
+		return nil, false, fmt.Errorf("counting the client days: %w", err)
+	}
 	rows, err := b.tx.QueryContext(ctx, `SELECT purchase_date - date '2000-01-01', client_ids, client_revenue
 		FROM marketplace.day_summaries WHERE purchase_date = ANY($2::date[])
 		UNION ALL
@@ -141,7 +152,7 @@ func readClientDays(ctx context.Context, b *batch) ([]clientDay, bool, error) {
 		return nil, false, fmt.Errorf("reading the client days: %w", err)
 	}
 	defer rows.Close()
-	var pairs []clientDay
+	pairs := make([]clientDay, 0, min(room, int64(maxBuildPairs))+1)
 	for rows.Next() {
 		var day int32
 		var ids, revs sql.RawBytes
@@ -239,6 +250,10 @@ func parseCents(b []byte) (int64, []byte, bool) {
 // days: two stable counting passes of 16 bits (client ids are not
 // negative), a few times faster than a comparison sort of millions.
 func sortByClient(pairs []clientDay) []clientDay {
+	if slices.IsSortedFunc(pairs, func(x, y clientDay) int { return cmp.Compare(x.client, y.client) }) {
+		// One day, or days of distinct clients: no copy needed.
+		return pairs
+	}
 	tmp := make([]clientDay, len(pairs))
 	for shift := 0; shift < 32; shift += 16 {
 		var count [1<<16 + 1]int

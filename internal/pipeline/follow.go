@@ -48,7 +48,7 @@ func (p *Pipeline) follow(ctx context.Context, days int) *follower {
 			}
 			// A pause of a few times the drain's length: when the loads
 			// keep both the pass and the database busy (a fast API), the
-			// drains take a fifth of the time at most, and each covers
+			// drains take a tenth of the time at most, and each covers
 			// more days; when the pass waits on the API, they still keep
 			// up.
 			select {
@@ -65,7 +65,7 @@ func (p *Pipeline) follow(ctx context.Context, days int) *follower {
 
 // followPause is the pause after a drain behind the loads, in lengths of
 // that drain.
-const followPause = 4
+const followPause = 9
 
 func (p *Pipeline) followOnce(ctx context.Context) (err error) {
 	defer func() {
