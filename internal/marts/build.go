@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,9 @@ var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // (or the history does not fit maxBuildPairs) and nothing was written.
 func buildClients(ctx context.Context, b *batch) (bool, error) {
 	t0 := time.Now()
+	// The loads' garbage goes back to the system first: the client days
+	// come on top of what the process holds, not of what it once held.
+	debug.FreeOSMemory()
 	pairs, ok, err := readClientDays(ctx, b)
 	if err != nil || !ok {
 		return false, err
@@ -298,6 +302,13 @@ func summarizeClients(pairs []clientDay) (*clientSums, bool) {
 		lo, hi = min(lo, p.day), max(hi, p.day)
 	}
 	s.firstDay = lo
+	clients := 1
+	for i := 1; i < len(pairs); i++ {
+		if pairs[i].client != pairs[i-1].client {
+			clients++
+		}
+	}
+	s.monetary, s.bucket = make([]int64, 0, clients), make([]int32, 0, clients)
 	n := int(hi-lo) + 31
 	s.d7, s.d30, s.newC = make([]int64, n), make([]int64, n), make([]int64, n)
 	months := make([]int32, hi-lo+1) // month of each day
