@@ -145,7 +145,7 @@ func readClientDays(ctx context.Context, b *batch) ([]clientDay, bool, error) {
 	rows, err := b.tx.QueryContext(ctx, `SELECT purchase_date - date '2000-01-01', client_ids, client_revenue
 		FROM marketplace.day_summaries WHERE purchase_date = ANY($2::date[])
 		UNION ALL
-		SELECT day - date '2000-01-01', array_agg(client_id ORDER BY client_id), array_agg(revenue ORDER BY client_id)
+		SELECT day - date '2000-01-01', array_agg(client_id ORDER BY client_id)::text, array_agg(revenue ORDER BY client_id)::text
 		FROM (SELECT purchase_date AS day, client_id, sum(total_price) AS revenue
 		      FROM marketplace.purchases WHERE `+onDays+`
 		      GROUP BY 1, 2) g

@@ -709,7 +709,7 @@ func clientSteps(fresh bool) []step {
 				GROUP BY 1, 2`),
 				`INSERT INTO marts_days
 				SELECT u.client_id, s.purchase_date, u.revenue
-				FROM marketplace.day_summaries s, unnest(s.client_ids, s.client_revenue) AS u(client_id, revenue)
+				FROM marketplace.day_summaries s, unnest(s.client_ids::integer[], s.client_revenue::numeric[]) AS u(client_id, revenue)
 				WHERE s.purchase_date = ANY($3::date[])`,
 				// The touched clients are few (a day's buyers) next to all
 				// clients: their rows are fetched by primary key. The
@@ -819,7 +819,7 @@ func daySteps(lines, summaries, big bool) []step {
 			      GROUP BY 1, 2 ORDER BY 1, 2) p
 			GROUP BY day`),
 			[]string{`INSERT INTO marts.product_days (day, product_ids, units, revenue)
-			SELECT purchase_date, product_ids, product_units, product_revenue FROM marketplace.day_summaries
+			SELECT purchase_date, product_ids::integer[], product_units::bigint[], product_revenue::numeric[] FROM marketplace.day_summaries
 			WHERE purchase_date = ANY($3::date[]) AND lines > 0`}),
 		{what: "replacing product_months", sql: []string{
 			// The old rows leave the ABC/XYZ period's totals (updatePeriod).
@@ -847,8 +847,9 @@ func daySteps(lines, summaries, big bool) []step {
 			// the same plain zeros as above.
 			[]string{`INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
 			SELECT s.purchase_date, s.lines, s.units, z.revenue, z.gross_revenue, z.discount, z.discount / nullif(z.gross_revenue, 0),
-			       s.clients, cardinality(s.product_ids), z.revenue / nullif(s.lines, 0)
+			       s.clients, coalesce(cardinality(p.product_ids), 0), z.revenue / nullif(s.lines, 0)
 			FROM marketplace.day_summaries s
+			LEFT JOIN marts.product_days p ON p.day = s.purchase_date
 			CROSS JOIN LATERAL (SELECT CASE WHEN s.lines > 0 THEN s.revenue ELSE 0 END AS revenue,
 			                           CASE WHEN s.lines > 0 THEN s.gross_revenue ELSE 0 END AS gross_revenue,
 			                           CASE WHEN s.lines > 0 THEN s.discount ELSE 0 END AS discount) z
