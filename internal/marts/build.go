@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 )
 
 // A first update of the client half (every client new, after a backfill
@@ -182,10 +184,11 @@ func readClientDays(ctx context.Context, b *batch) ([]clientDay, bool, error) {
 
 // appendClientDays parses a day's arrays, {id,...} and {revenue,...}.
 func appendClientDays(pairs []clientDay, day int32, ids, revs []byte) ([]clientDay, bool) {
-	if len(ids) < 2 || len(revs) < 2 || ids[0] != '{' || revs[0] != '{' || ids[len(ids)-1] != '}' || revs[len(revs)-1] != '}' {
+	ids, okI := arrayBody(ids)
+	revs, okR := arrayBody(revs)
+	if !okI || !okR {
 		return pairs, false
 	}
-	ids, revs = ids[1:len(ids)-1], revs[1:len(revs)-1]
 	for len(ids) > 0 {
 		var id, rev int64
 		var ok bool
@@ -440,7 +443,7 @@ func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *
 			buf = append(buf, '\t')
 			buf = strconv.AppendInt(buf, int64(j-i), 10)
 			buf = append(buf, '\t')
-			buf = appendCents(buf, s.monetary[c])
+			buf = purchases.Cents(s.monetary[c]).Append(buf)
 			buf = append(buf, '\t')
 			buf = strconv.AppendInt(buf, int64(s.bucket[c]), 10)
 			buf = append(buf, '\t', '{')
@@ -455,7 +458,7 @@ func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *
 				if k > i {
 					buf = append(buf, ',')
 				}
-				buf = appendCents(buf, pairs[k].rev)
+				buf = purchases.Cents(pairs[k].rev).Append(buf)
 			}
 			buf = append(buf, '}', '\n')
 			if len(buf) >= 64<<10 {
@@ -472,13 +475,6 @@ func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *
 		_, err = st.Exec(nil) //nolint:staticcheck
 		return err
 	})
-}
-
-// appendCents formats hundredths as numeric text with two decimals, as the
-// server prints a sum of numeric(16,2) values.
-func appendCents(b []byte, c int64) []byte {
-	b = strconv.AppendInt(b, c/100, 10)
-	return append(b, '.', byte('0'+c%100/10), byte('0'+c%10))
 }
 
 // write stores client_events, cohort_activity and the RFM histograms.
@@ -503,7 +499,7 @@ func (s *clientSums) write(ctx context.Context, tx *sql.Tx) error {
 	}
 	for k, c := range s.cohorts {
 		cohort, month = append(cohort, monthText(k[0])), append(month, monthText(k[1]))
-		active, revenue = append(active, c.active), append(revenue, string(appendCents(nil, c.revenue)))
+		active, revenue = append(active, c.active), append(revenue, purchases.Cents(c.revenue).String())
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO marts.cohort_activity (cohort_month, activity_month, active_clients, revenue)
 		SELECT * FROM unnest($1::date[], $2::date[], $3::bigint[], $4::numeric[])`,

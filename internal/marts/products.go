@@ -8,6 +8,8 @@ import (
 	"math/bits"
 	"sort"
 	"strconv"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 )
 
 // The per-month and per-period product totals are sums of rows of product
@@ -167,7 +169,7 @@ func productArrays(sums []productSum) (ids, units, revenue, unitsSq string) {
 		}
 		a = strconv.AppendInt(a, p.id, 10)
 		b = strconv.AppendInt(b, p.units, 10)
-		c = appendCents(c, p.revenue)
+		c = purchases.Cents(p.revenue).Append(c)
 		d = strconv.AppendInt(d, p.unitsSq, 10)
 	}
 	return string(append(a, '}')), string(append(b, '}')), string(append(c, '}')), string(append(d, '}'))
