@@ -3,6 +3,8 @@ package purchases
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -54,6 +56,53 @@ func FuzzParse(f *testing.F) {
 			rec.Discount > rec.Price || rec.Discount < 0 || Cents(rec.Quantity)*(rec.Price-rec.Discount) != rec.Total ||
 			(rec.Gender != 'M' && rec.Gender != 'F') || rec.ClientID < 0 || rec.ProductID < 0 {
 			t.Fatalf("accepted an invalid record %+v from %s", rec, elem)
+		}
+	})
+}
+
+// FuzzNumbers: the one-pass readings of numbers agree with the general
+// ones: a plain integer read while scanned is what parseWhole and
+// parseCents make of its text, parseCents' shortcut is parseCentsAny, and
+// parseDigits accepts exactly -?[0-9]{1,18}(\.0+)?.
+func FuzzNumbers(f *testing.F) {
+	for _, s := range []string{"0", "7", "713202", "2499.0", "2499.00", "2499.5", "2499.55", "2499.555", "2499.550", "-3", "-0",
+		"1e3", "2.7e3", "01", "1.", ".5", "999999999999", "1000000000000", "1000000000000.00", "123456789012345678",
+		"1234567890123456789", "9223372036854775808", "12.0.0", "1.0e5", "--5", "-", "", "5 ", "5,"} {
+		f.Add(s)
+	}
+	digits := regexp.MustCompile(`^-?([0-9]{1,18})(\.0+)?$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		b := []byte(s)
+		v, end := scanNumberValue(b, 0)
+		if want := scanNumber(b, 0); end != want {
+			t.Fatalf("%q: scanNumberValue ends at %d, scanNumber at %d", s, end, want)
+		}
+		if v.plain {
+			if n, ok := parseWhole(v.raw); !ok || n != v.whole {
+				t.Fatalf("%q: plain %d, parseWhole %d %v", s, v.whole, n, ok)
+			}
+			if c, ok := parseCents(v.raw); len(v.raw) <= 12 && (!ok || c != Cents(v.whole*100)) {
+				t.Fatalf("%q: plain %d, parseCents %d %v", s, v.whole, c, ok)
+			}
+		}
+		c1, ok1 := parseCents(b)
+		c2, ok2 := parseCentsAny(b)
+		if c1 != c2 || ok1 != ok2 {
+			t.Fatalf("%q: parseCents %d %v, parseCentsAny %d %v", s, c1, ok1, c2, ok2)
+		}
+		n, ok := parseDigits(b)
+		m := digits.FindStringSubmatch(s)
+		if ok != (m != nil) {
+			t.Fatalf("%q: parseDigits ok=%v", s, ok)
+		}
+		if ok {
+			want, _ := strconv.ParseInt(m[1], 10, 64)
+			if strings.HasPrefix(s, "-") {
+				want = -want
+			}
+			if n != want {
+				t.Fatalf("%q: parseDigits %d, want %d", s, n, want)
+			}
 		}
 	})
 }

@@ -13,7 +13,7 @@ import (
 // line would cost about as much again as the whole parse.
 
 func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
 	return i
@@ -36,6 +36,13 @@ func trimWS(b []byte) []byte {
 func scanString(b []byte, i int) (int, bool) {
 	esc := false
 	for j := i + 1; j < len(b); {
+		// Most of a string is printable ASCII: pass it in a tight loop.
+		for j < len(b) && plainString[b[j]] {
+			j++
+		}
+		if j == len(b) {
+			break
+		}
 		c := b[j]
 		switch {
 		case c == '"':
@@ -70,6 +77,15 @@ func scanString(b []byte, i int) (int, bool) {
 	}
 	return -1, esc
 }
+
+// plainString marks the bytes a string holds as they are: printable
+// ASCII but the quote and the backslash.
+var plainString = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
@@ -116,6 +132,25 @@ func scanNumber(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// scanNumberValue scans the number at i as scanNumber does, and returns it
+// with the index after it, or -1. A plain integer (scanned.plain) is read
+// in the same pass.
+func scanNumberValue(b []byte, i int) (scanned, int) {
+	var n int64
+	j := i
+	for ; j < len(b) && isDigit(b[j]); j++ {
+		n = n*10 + int64(b[j]-'0') // wraps past 18 digits: not plain then
+	}
+	if d := j - i; d > 0 && d <= 18 && (b[i] != '0' || d == 1) && (j == len(b) || (b[j] != '.' && b[j] != 'e' && b[j] != 'E')) {
+		return scanned{kind: kNumber, raw: b[i:j], plain: true, whole: n}, j
+	}
+	end := scanNumber(b, i)
+	if end < 0 {
+		return scanned{}, -1
+	}
+	return scanned{kind: kNumber, raw: b[i:end]}, end
 }
 
 // scanLiteral returns the index after lit at i, or -1.

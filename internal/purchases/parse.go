@@ -37,6 +37,11 @@ const (
 type scanned struct {
 	kind int
 	raw  []byte // number text, or string contents (still escaped)
+	// plain: the number is an integer of at most 18 digits without sign,
+	// fraction or exponent (the API's ids, and most of its amounts), read
+	// into whole as it was scanned.
+	plain bool
+	whole int64
 }
 
 // Parse validates one element of the API's array against the requested
@@ -84,7 +89,9 @@ func Parse(elem []byte, date string) (Record, *Rejection) {
 		if v.kind != kNumber {
 			return rec, &Rejection{WrongType, fieldNames[it.f] + " is not a number"}
 		}
-		if *it.dst, ok = parseWhole(v.raw); !ok {
+		if v.plain {
+			*it.dst = v.whole
+		} else if *it.dst, ok = parseWhole(v.raw); !ok {
 			return rec, &Rejection{WrongType, fieldNames[it.f] + " is not a whole number: " + string(v.raw)}
 		}
 	}
@@ -97,7 +104,9 @@ func Parse(elem []byte, date string) (Record, *Rejection) {
 		if v.kind != kNumber {
 			return rec, &Rejection{WrongType, fieldNames[m.f] + " is not a number"}
 		}
-		if *m.dst, ok = parseCents(v.raw); !ok {
+		if v.plain && len(v.raw) <= 12 {
+			*m.dst = Cents(v.whole * 100)
+		} else if *m.dst, ok = parseCents(v.raw); !ok {
 			return rec, &Rejection{WrongType, fieldNames[m.f] + " is not an amount with at most 2 decimals: " + string(v.raw)}
 		}
 	}
@@ -202,6 +211,28 @@ func parseWhole(s []byte) (int64, bool) {
 
 // parseCents accepts numbers with at most two decimal places, exactly.
 func parseCents(s []byte) (Cents, bool) {
+	// The API's amounts, "6972" or "6972.0", in one pass; anything else
+	// (a sign, an exponent, more digits) takes the general way below.
+	var n int64
+	i := 0
+	for ; i < len(s) && i <= 12 && isDigit(s[i]); i++ {
+		n = n*10 + int64(s[i]-'0')
+	}
+	if i > 0 && i <= 12 {
+		switch rest := s[i:]; {
+		case len(rest) == 0:
+			return Cents(n * 100), true
+		case len(rest) == 2 && rest[0] == '.' && isDigit(rest[1]):
+			return Cents(n*100 + int64(rest[1]-'0')*10), true
+		case len(rest) == 3 && rest[0] == '.' && isDigit(rest[1]) && isDigit(rest[2]):
+			return Cents(n*100 + int64(rest[1]-'0')*10 + int64(rest[2]-'0')), true
+		}
+	}
+	return parseCentsAny(s)
+}
+
+// parseCentsAny is parseCents for any number.
+func parseCentsAny(s []byte) (Cents, bool) {
 	neg := false
 	if len(s) > 0 && s[0] == '-' {
 		neg, s = true, s[1:]
@@ -258,26 +289,23 @@ func parseDigits(s []byte) (int64, bool) {
 	if len(s) > 0 && s[0] == '-' {
 		neg, s = true, s[1:]
 	}
-	if i := bytes.IndexByte(s, '.'); i >= 0 {
+	var n int64
+	i := 0
+	for ; i < len(s) && isDigit(s[i]); i++ {
+		n = n*10 + int64(s[i]-'0') // wraps past 18 digits, refused below
+	}
+	if i == 0 || i > 18 {
+		return 0, false
+	}
+	if i < len(s) {
+		if s[i] != '.' || i+1 == len(s) {
+			return 0, false
+		}
 		for _, c := range s[i+1:] {
 			if c != '0' {
 				return 0, false
 			}
 		}
-		if i+1 == len(s) {
-			return 0, false
-		}
-		s = s[:i]
-	}
-	if len(s) == 0 || len(s) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
 	}
 	if neg {
 		n = -n
@@ -293,17 +321,29 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 	if i < len(b) && b[i] == '}' {
 		return skipWS(b, i+1) == len(b)
 	}
+	expect := 0 // the field the API sends next: its fields come in fieldNames' order
 	for {
 		if i >= len(b) || b[i] != '"' {
 			return false
 		}
-		kEnd, esc := scanString(b, i)
-		if kEnd < 0 {
-			return false
+		var f, kEnd int
+		if name := fieldNames[expect]; len(b)-i > len(name)+1 && b[i+1+len(name)] == '"' && string(b[i+1:i+1+len(name)]) == name {
+			// The expected name: plain ASCII, so a valid string, and no
+			// need to scan it byte by byte and look it up.
+			f, kEnd = expect, i+2+len(name)
+		} else {
+			var esc bool
+			if kEnd, esc = scanString(b, i); kEnd < 0 {
+				return false
+			}
+			key := b[i+1 : kEnd-1]
+			if esc {
+				key = unescape(b[i:kEnd])
+			}
+			f = fieldIndex(key)
 		}
-		key := b[i+1 : kEnd-1]
-		if esc {
-			key = unescape(b[i:kEnd])
+		if f >= 0 && f+1 < numFields {
+			expect = f + 1
 		}
 		i = skipWS(b, kEnd)
 		if i >= len(b) || b[i] != ':' {
@@ -331,11 +371,9 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			}
 			v = scanned{kind: kNull}
 		case c == '-' || isDigit(c):
-			end := scanNumber(b, i)
-			if end < 0 {
+			if v, i = scanNumberValue(b, i); i < 0 {
 				return false
 			}
-			v, i = scanned{kind: kNumber, raw: b[i:end]}, end
 		default:
 			end := skipValue(b, i)
 			if end < 0 {
@@ -343,7 +381,7 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			}
 			v, i = scanned{kind: kOther}, end
 		}
-		if f := fieldIndex(key); f >= 0 {
+		if f >= 0 {
 			vals[f] = v
 		}
 		i = skipWS(b, i)

@@ -194,3 +194,44 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseIntegers parses a line as the API mostly sends them: every
+// number an integer (one line in ten has amounts like 2499.0).
+func BenchmarkParseIntegers(b *testing.B) {
+	elem := []byte(`{"client_id": 713202, "gender": "F", "purchase_datetime": "2023-01-05", "purchase_time_as_seconds_from_midnight": 55128, "product_id": 31337, "quantity": 7, "price_per_item": 2499, "discount_per_item": 250, "total_price": 15743}`)
+	b.SetBytes(int64(len(elem)))
+	for b.Loop() {
+		if _, rej := Parse(elem, day); rej != nil {
+			b.Fatal(rej)
+		}
+	}
+}
+
+// The members are read in any order, whatever order the API usually sends
+// them in: a name is recognised as the expected one only when it is that
+// name whole.
+func TestParseMemberOrder(t *testing.T) {
+	want, rej := Parse([]byte(line(nil)), day)
+	if rej != nil {
+		t.Fatal(rej)
+	}
+	reversed := `{"total_price": 2700, "discount_per_item": 100, "price_per_item": 1000, "quantity": 3, "product_id": 0,
+		"purchase_time_as_seconds_from_midnight": 3600, "purchase_datetime": "2023-01-05", "gender": "F", "client_id": 42}`
+	rest := line(nil)[len(`{"client_id": 42, `):] // every member after client_id
+	for name, elem := range map[string]string{
+		"reversed":               reversed,
+		"a longer name first":    `{"client_idx": 7, "client_id": 42, ` + rest,
+		"a longer name last":     line(map[string]string{"total_price_x": "1"}), // where total_price would come again
+		"a prefix of the name":   `{"client": 5, "client_id": 42, ` + rest,
+		"the name escaped":       strings.Replace(line(nil), `"gender"`, `"g\u0065nder"`, 1),
+		"a duplicate, last wins": `{"client_id": 41, "client_id": 42, ` + rest,
+		"fields after unknowns":  `{"x": 1, "client_id": 42, "y": {"client_id": 1}, ` + rest,
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, rej := Parse([]byte(elem), day)
+			if rej != nil || got != want {
+				t.Fatalf("%s: got %+v, %v; want %+v", elem, got, rej, want)
+			}
+		})
+	}
+}

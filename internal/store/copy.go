@@ -4,7 +4,11 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"slices"
 	"time"
+	"unsafe"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 )
 
 // copyData is lib/pq's raw COPY entry point on its COPY statement.
@@ -60,19 +64,25 @@ func (c *copyStream) open() error {
 
 // buffer adds a line without sending anything.
 func (c *copyStream) buffer(line []byte) {
+	c.buf = append(c.begin(), line...)
+}
+
+// begin returns the buffer to append the next line to; end takes it back.
+func (c *copyStream) begin() []byte {
 	if len(c.buf) > 0 {
-		c.buf = append(c.buf, '\n')
+		return append(c.buf, '\n')
 	}
-	c.buf = append(c.buf, line...)
+	return c.buf
 }
 
 // copyFirstChunk starts a COPY: the server idles from the start of a day
 // until its first chunk arrives, so that one is small.
 const copyFirstChunk = 8 << 10
 
-// write adds a line and sends the buffer once it is large.
-func (c *copyStream) write(line []byte) error {
-	c.buffer(line)
+// end keeps buf, the buffer with a line appended since begin, and sends
+// it once it is large.
+func (c *copyStream) end(buf []byte) error {
+	c.buf = buf
 	if len(c.buf) < copyChunk && (c.stmt != nil || len(c.buf) < copyFirstChunk) {
 		return nil
 	}
@@ -89,8 +99,12 @@ func (c *copyStream) send() error {
 			return err
 		}
 	}
-	// CopyData appends its own newline after the chunk.
-	_, err := c.cd.CopyData(c.ctx, string(c.buf))
+	// CopyData appends its own newline after the chunk. It copies the
+	// chunk into lib/pq's own buffer before it returns (lib/pq v1.12's
+	// copyin.CopyData), and the chunk is not touched meanwhile, so it is
+	// lent as a string rather than copied into a new one: a 64 KiB
+	// allocation per chunk was most of a day's garbage.
+	_, err := c.cd.CopyData(c.ctx, unsafe.String(unsafe.SliceData(c.buf), len(c.buf)))
 	c.buf = c.buf[:0]
 	return err
 }
@@ -143,4 +157,43 @@ func appendCopyText(b []byte, s string) []byte {
 		}
 	}
 	return b
+}
+
+// appendInt appends n in decimal, as strconv.AppendInt(b, n, 10) does.
+func appendInt(b []byte, n int64) []byte {
+	if n < 0 {
+		// -n overflows for math.MinInt64, and its uint64 is then right.
+		return appendUint(append(b, '-'), uint64(-n))
+	}
+	return appendUint(b, uint64(n))
+}
+
+// appendUint appends u in decimal, as strconv.AppendUint(b, u, 10) does,
+// in place at the end of b: strconv formats into a buffer of its own and
+// copies, which cost more than the digits themselves for a line's ids.
+func appendUint(b []byte, u uint64) []byte {
+	n := 1
+	for p := uint64(10); n < 20 && u >= p; p *= 10 {
+		n++
+	}
+	i := len(b) + n
+	b = slices.Grow(b, n)[:i]
+	d := b[i-n : i : i]
+	for j := n - 1; j > 0; j-- {
+		q := u / 10
+		d[j] = byte('0' + u - q*10)
+		u = q
+	}
+	d[0] = byte('0' + u)
+	return b
+}
+
+// appendCents appends c as purchases.Cents.Append does.
+func appendCents(b []byte, c purchases.Cents) []byte {
+	if c < 0 {
+		return c.Append(b)
+	}
+	b = appendUint(b, uint64(c/100))
+	f := c % 100
+	return append(b, '.', byte('0'+f/10), byte('0'+f%10))
 }
