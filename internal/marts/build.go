@@ -44,7 +44,8 @@ type clientDay struct {
 	rev    int64 // hundredths
 }
 
-// epoch is day 0 of the day numbers, as in rfm_histogram's r buckets.
+// epoch is day 0 of the day numbers, as in rfm_histogram's r buckets and
+// client_stats.days.
 var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // buildClients writes a first update's client marts for the changed days of
@@ -451,7 +452,7 @@ func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *
 				if k > i {
 					buf = append(buf, ',')
 				}
-				buf = append(buf, date(pairs[k].day)...)
+				buf = strconv.AppendInt(buf, int64(pairs[k].day), 10)
 			}
 			buf = append(buf, '}', '\t', '{')
 			for k := i; k < j; k++ {

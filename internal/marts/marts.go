@@ -589,10 +589,12 @@ func clientActivity(sign, scope, tag string) []string {
 		`CREATE TEMP TABLE ` + t + ` ON COMMIT DROP AS
 		SELECT cohort_month, month, day, gap, count(*) AS n, count(*) FILTER (WHERE prev IS NULL OR prev < month) AS active,
 		       sum(revenue) AS revenue, GROUPING(day, gap) AS by_month
-		FROM (SELECT cohort_month, days[i] AS day, days[i - 1] AS prev, CASE WHEN i > 1 THEN least(days[i] - days[i - 1], 30) END AS gap,
-		             ` + month("days[i]") + ` AS month, revenues[i] AS revenue
+		FROM (SELECT cohort_month, ` + dayOf("days[i]") + ` AS day, ` + dayOf("days[i - 1]") + ` AS prev,
+		             CASE WHEN i > 1 THEN least(days[i] - days[i - 1], 30) END AS gap,
+		             ` + month(dayOf("days[i]")) + ` AS month, revenues[i] AS revenue
 		      FROM (SELECT cohort_month, days, revenues, generate_subscripts(days, 1) AS i
-		            FROM (SELECT ` + month("x.days[1]") + ` AS cohort_month, x.days, x.revenues FROM ` + scope + ` OFFSET 0) c) e) e
+		            FROM (SELECT ` + month(dayOf("x.days[1]")) + ` AS cohort_month, x.days, x.revenues::numeric[] AS revenues
+		                  FROM ` + scope + ` OFFSET 0) c) e) e
 		GROUP BY GROUPING SETS ((cohort_month, month), (day, gap))`,
 		`INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
 		SELECT e.day, ` + sign + ` * sum(e.d7), ` + sign + ` * sum(e.d30), ` + sign + ` * sum(e.n)
@@ -619,6 +621,17 @@ func clientActivity(sign, scope, tag string) []string {
 // timestamp, which unlike timestamptz needs no time zone arithmetic.
 func month(d string) string { return `date_trunc('month', (` + d + `)::timestamp)` }
 
+// dayOf is the date of the day number n (client_stats.days: days since
+// 2000-01-01, which the server parses as integers where dates cost it a
+// date_in each).
+func dayOf(n string) string { return `(date '2000-01-01' + ` + n + `)` }
+
+// dayNumber is the day number of the date expression d.
+func dayNumber(d string) string { return `(` + d + ` - date '2000-01-01')` }
+
+// changedDayNumbers is the changed days ($1) as day numbers.
+var changedDayNumbers = `ARRAY(SELECT ` + dayNumber("d") + ` FROM unnest($1::date[]) AS d)`
+
 // rfmHistogram adds or subtracts the clients of scope (x: client_stats
 // rows) to the RFM histograms.
 func rfmHistogram(sign, scope string) string {
@@ -639,8 +652,8 @@ func rfmHistogram(sign, scope string) string {
 // the input order, so the arrays come out sorted by day without a sort per
 // client.
 func statsOf(src string) string {
-	return `SELECT client_id, days[1], days[cardinality(days)], cardinality(days), monetary,
-		       floor(400 * ln(1 + monetary::float8))::integer, days, revenues
+	return `SELECT client_id, ` + dayOf("days[1]") + `, ` + dayOf("days[cardinality(days)]") + `, cardinality(days), monetary,
+		       floor(400 * ln(1 + monetary::float8))::integer, days, revenues::text
 		FROM (SELECT client_id, array_agg(day) AS days, array_agg(revenue) AS revenues, sum(revenue) AS monetary
 		      FROM (` + src + `) s
 		      GROUP BY client_id) g`
@@ -696,7 +709,7 @@ func clientSteps(fresh bool) []step {
 			// room for its sorts and hashes in memory, where they fit.
 			`SET LOCAL work_mem = '256MB'`}, append(emptyClients,
 			sorted(`INSERT INTO marts.client_stats `+statsColumns+`
-			`+statsOf(`SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
+			`+statsOf(`SELECT client_id, `+dayNumber("purchase_date")+` AS day, sum(total_price) AS revenue
 				FROM marketplace.purchases WHERE `+onChangedDays+`
 				GROUP BY 1, 2 ORDER BY 1, 2`)+`
 			ORDER BY client_id`)...)...)})
@@ -704,11 +717,11 @@ func clientSteps(fresh bool) []step {
 		out = append(out,
 			step{what: "finding the clients of the changed days", sql: append(sorted(
 				`CREATE TEMP TABLE marts_days ON COMMIT DROP AS
-				SELECT client_id, purchase_date AS day, sum(total_price) AS revenue
+				SELECT client_id, `+dayNumber("purchase_date")+` AS day, sum(total_price) AS revenue
 				FROM marketplace.purchases WHERE `+onLineDays+`
 				GROUP BY 1, 2`),
 				`INSERT INTO marts_days
-				SELECT u.client_id, s.purchase_date, u.revenue
+				SELECT u.client_id, `+dayNumber("s.purchase_date")+`, u.revenue
 				FROM marketplace.day_summaries s, unnest(s.client_ids::integer[], s.client_revenue::numeric[]) AS u(client_id, revenue)
 				WHERE s.purchase_date = ANY($3::date[])`,
 				// The touched clients are few (a day's buyers) next to all
@@ -725,7 +738,7 @@ func clientSteps(fresh bool) []step {
 				`INSERT INTO marts_old
 				SELECT c.* FROM marts.client_stats c
 				WHERE EXISTS (SELECT FROM marts.client_days_applied s WHERE s.day = ANY($1::date[]))
-				  AND c.days && $1::date[]
+				  AND c.days && `+changedDayNumbers+`
 				  AND c.client_id NOT IN (SELECT client_id FROM marts_old)`,
 				`ANALYZE marts_old`,
 			)},
@@ -736,8 +749,8 @@ func clientSteps(fresh bool) []step {
 				`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`},
 				append(sorted(`INSERT INTO marts_new `+statsColumns+`
 				`+statsOf(`SELECT o.client_id, u.day, u.revenue
-					FROM marts_old o, unnest(o.days, o.revenues) AS u(day, revenue)
-					WHERE u.day <> ALL($1::date[])
+					FROM marts_old o, unnest(o.days, o.revenues::numeric[]) AS u(day, revenue)
+					WHERE u.day <> ALL(`+changedDayNumbers+`)
 					UNION ALL
 					SELECT client_id, day, revenue FROM marts_days
 					ORDER BY 1, 2`)),
