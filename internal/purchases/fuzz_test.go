@@ -120,6 +120,13 @@ func FuzzParseFirst(f *testing.F) {
 	f.Add([]byte(`{"gender": "F\xff"}`))
 	f.Add([]byte(` {}`))
 	f.Add([]byte(`[{}]`))
+	// Lines written as the API writes them (parseAPILine), and near misses.
+	f.Add([]byte(line(map[string]string{"price_per_item": "1000.0", "discount_per_item": "100.0", "total_price": "2700.0"}) + `, {`))
+	f.Add([]byte(line(map[string]string{"quantity": "0", "total_price": "0"})))
+	f.Add([]byte(line(map[string]string{"total_price": "2.7e3"})))
+	f.Add([]byte(line(map[string]string{"price_per_item": "1000.00", "total_price": "2700.5"})))
+	f.Add([]byte(line(map[string]string{"client_id": "1234567890123", "product_id": "-1"})))
+	f.Add([]byte(line(map[string]string{"purchase_datetime": `"2023-01-04"`, "gender": `"X"`})))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, rec, rej := ParseFirst(b, day)
 		want := -1

@@ -235,3 +235,49 @@ func TestParseMemberOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestParseAPILine: lines written as the API writes them are read as a
+// template, with the fields Parse reads; any other text is left to the
+// member-by-member scan.
+func TestParseAPILine(t *testing.T) {
+	for name, o := range map[string]map[string]string{
+		"integers":      nil,
+		"floats":        {"client_id": "42.0", "price_per_item": "1000.0", "discount_per_item": "100.0", "total_price": "2700.0"},
+		"zeros":         {"client_id": "0", "product_id": "0", "quantity": "0", "discount_per_item": "0", "total_price": "0"},
+		"12 digits":     {"price_per_item": "999999999999", "discount_per_item": "0", "quantity": "1", "total_price": "999999999999"},
+		"out of rules":  {"purchase_time_as_seconds_from_midnight": "86400", "total_price": "1"},
+		"gender M":      {"gender": `"M"`},
+		"a zero time":   {"purchase_time_as_seconds_from_midnight": "0.0"},
+		"large numbers": {"client_id": "999999999999", "product_id": "123456789012"},
+	} {
+		elem := []byte(line(o))
+		n, rec := parseAPILine(elem, day)
+		wantRec, wantRej := Parse(elem, day)
+		if n != len(elem) || rec != wantRec {
+			t.Errorf("%s: read %d of %d bytes, %+v; Parse read %+v", name, n, len(elem), rec, wantRec)
+		}
+		if rej := rules(&rec); (rej == nil) != (wantRej == nil) || (rej != nil && *rej != *wantRej) {
+			t.Errorf("%s: rules say %v, Parse %v", name, rej, wantRej)
+		}
+	}
+	for name, elem := range map[string]string{
+		"another date":      line(map[string]string{"purchase_datetime": `"2023-01-04"`}),
+		"another gender":    line(map[string]string{"gender": `"X"`}),
+		"negative":          line(map[string]string{"product_id": "-1"}),
+		"leading zero":      line(map[string]string{"product_id": "01"}),
+		"cents":             line(map[string]string{"price_per_item": "1000.5"}),
+		"two zero decimals": line(map[string]string{"price_per_item": "1000.00"}),
+		"exponent":          line(map[string]string{"total_price": "2.7e3"}),
+		"13 digits":         line(map[string]string{"client_id": "1234567890123"}),
+		"a string number":   line(map[string]string{"quantity": `"3"`}),
+		"an extra member":   line(map[string]string{"extra": "1"}),
+		"a missing member":  line(map[string]string{"gender": "-"}),
+		"no space":          strings.Replace(line(nil), `"client_id": 42`, `"client_id":42`, 1),
+		"escaped name":      strings.Replace(line(nil), `"gender"`, `"g\u0065nder"`, 1),
+		"cut short":         line(nil)[:len(line(nil))-1],
+	} {
+		if n, _ := parseAPILine([]byte(elem), day); n != -1 {
+			t.Errorf("%s: read %d bytes of %s as an API line", name, n, elem)
+		}
+	}
+}
