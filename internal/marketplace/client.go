@@ -273,20 +273,34 @@ func (e *LongElement) Error() string {
 // anything after the array gives a *TransientError. An element longer than
 // the line limit gives its start and a *LongElement.
 func (d *Day) Next() ([]byte, error) {
-	elem, err := d.elems.next()
+	elem, _, err := d.NextScanned(nil)
+	return elem, err
+}
+
+// NextScanned is Next for a caller that validates the elements it expects
+// (objects) anyway, so that the body's bytes are read once rather than
+// twice (to split the array, then to validate each element): scan, when
+// not nil, is shown the buffered bytes from the start of an element that
+// starts with '{' (at most the line limit of them, possibly cut anywhere),
+// and returns the length of the valid JSON object they start with, or -1
+// when there is none (not valid, or not ending within the bytes shown).
+// scanned tells whether scan measured the element returned; if not, the
+// element was split the usual way, and any result of scan is not its.
+func (d *Day) NextScanned(scan func(b []byte) int) (elem []byte, scanned bool, err error) {
+	elem, scanned, err = d.elems.scanNext(scan)
 	if err == nil {
-		return elem, nil
+		return elem, scanned, nil
 	}
 	// errors.AsType, not errors.As: a target variable for errors.As
 	// escapes to the heap, an allocation for every line of every day.
 	if _, long := errors.AsType[*LongElement](err); long {
-		return elem, err
+		return elem, false, err
 	}
 	if errors.Is(err, io.EOF) {
 		d.once.Do(d.obs)
-		return nil, io.EOF
+		return nil, false, io.EOF
 	}
-	return nil, &TransientError{Op: "reading " + d.date + " from the API", Status: 200, Err: fmt.Errorf("body cut off or malformed: %w", d.cause(err))}
+	return nil, false, &TransientError{Op: "reading " + d.date + " from the API", Status: 200, Err: fmt.Errorf("body cut off or malformed: %w", d.cause(err))}
 }
 
 // Received is closed once the whole body has arrived (or failed): the

@@ -108,28 +108,44 @@ func (e *elements) skipWS() error {
 // must have been consumed. An element longer than max is returned as its
 // first LongElementPrefix bytes with a *LongElement.
 func (e *elements) next() ([]byte, error) {
+	elem, _, err := e.scanNext(nil)
+	return elem, err
+}
+
+// scanNext is next with a scanner of objects (see Day.NextScanned):
+// scanned tells that scan measured the element returned.
+func (e *elements) scanNext(scan func([]byte) int) (elem []byte, scanned bool, err error) {
 	if e.done {
-		return nil, io.EOF
+		return nil, false, io.EOF
 	}
 	if err := e.skipWS(); err != nil {
-		return nil, e.wrap(err)
+		return nil, false, e.wrap(err)
 	}
 	switch c := e.buf[e.pos]; {
 	case c == ']':
 		e.pos++
 		e.done = true
-		return nil, e.trailing()
+		return nil, false, e.trailing()
 	case e.started:
 		if c != ',' {
-			return nil, fmt.Errorf("expected ',' or ']' between array elements, found %q", c)
+			return nil, false, fmt.Errorf("expected ',' or ']' between array elements, found %q", c)
 		}
 		e.pos++
 		if err := e.skipWS(); err != nil {
-			return nil, e.wrap(err)
+			return nil, false, e.wrap(err)
 		}
 	}
 	e.started = true
 	start := e.pos
+	if scan != nil && e.buf[start] == '{' {
+		// A valid object ends at the brace that closes it, exactly where
+		// the loop below would end it; one over the line limit cannot
+		// end within what scan is shown.
+		if n := scan(e.buf[start:min(e.end, start+e.max)]); n > 0 {
+			e.pos = start + n
+			return e.buf[start:e.pos], true, nil
+		}
+	}
 	i := e.pos
 	depth := 0
 	inString, escaped := false, false
@@ -197,23 +213,23 @@ func (e *elements) next() ([]byte, error) {
 		}
 		shift, err := e.fill(start)
 		if err != nil {
-			return nil, e.wrap(err)
+			return nil, false, e.wrap(err)
 		}
 		start -= shift
 		i -= shift
 	}
 found:
 	if i == start && skipped == 0 {
-		return nil, fmt.Errorf("empty array element at byte %d", start)
+		return nil, false, fmt.Errorf("empty array element at byte %d", start)
 	}
 	e.pos = i
 	if size := skipped + int64(i-start); skipped > 0 || size > int64(e.max) {
 		if skipped == 0 {
 			e.keepPrefix(start)
 		}
-		return e.prefix, &LongElement{Size: size, Limit: e.max, Kept: len(e.prefix)}
+		return e.prefix, false, &LongElement{Size: size, Limit: e.max, Kept: len(e.prefix)}
 	}
-	return e.buf[start:i], nil
+	return e.buf[start:i], false, nil
 }
 
 // keepPrefix keeps the start of an over-long element beginning at start

@@ -10,28 +10,45 @@ import (
 	"testing"
 	"testing/iotest"
 	"unicode/utf8"
+
+	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 )
 
 // split runs the splitter over body with the given line limit; an
 // over-long element is returned as "LONG(size):prefix".
 func split(t testing.TB, body string, oneByte bool, max int) ([]string, error) {
+	out, _, err := splitScanned(t, body, oneByte, max, nil)
+	return out, err
+}
+
+// splitScanned is split with a scanner of objects, also counting the
+// elements it measured. Without a scanner the buffer starts tiny, to
+// force refills and growth mid-element; with one it starts at its usual
+// size, so that most objects are whole in it.
+func splitScanned(t testing.TB, body string, oneByte bool, max int, scan func([]byte) int) ([]string, int, error) {
 	var r io.Reader = strings.NewReader(strings.TrimLeft(body, " \t\r\n")[1:]) // Open consumes '['
 	if oneByte {
 		r = iotest.OneByteReader(r)
 	}
 	e := newElements(r, max)
-	e.buf = make([]byte, 4) // force refills and growth mid-element
+	if scan == nil {
+		e.buf = make([]byte, 4)
+	}
 	var out []string
+	nScanned := 0
 	for {
-		el, err := e.next()
+		el, scanned, err := e.scanNext(scan)
+		if scanned {
+			nScanned++
+		}
 		var long *LongElement
 		switch {
 		case errors.Is(err, io.EOF):
-			return out, nil
+			return out, nScanned, nil
 		case errors.As(err, &long):
 			out = append(out, fmt.Sprintf("LONG(%d):%s", long.Size, el))
 		case err != nil:
-			return out, err
+			return out, nScanned, err
 		default:
 			out = append(out, string(el))
 		}
@@ -149,9 +166,52 @@ func reference(t testing.TB, body string, max int) []string {
 	return out
 }
 
+// objectEnd scans as the purchases parser does for Day.NextScanned: the
+// length of the valid JSON object b starts with, or -1.
+func objectEnd(b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var v json.RawMessage
+	if dec.Decode(&v) != nil || v[0] != '{' || !utf8.Valid(v) {
+		return -1
+	}
+	return int(dec.InputOffset())
+}
+
+// TestElementsScanned: with a scanner the elements are the same, and the
+// objects whole in the buffer are measured by the scanner, not split.
+func TestElementsScanned(t *testing.T) {
+	var body strings.Builder
+	body.WriteString("[")
+	for i := range 3000 { // about 35 bytes each: the buffer (2 KiB, the line limit) is refilled mid-object
+		fmt.Fprintf(&body, `{"a": %d, "s": "x,]}\"{"}, `, i)
+	}
+	long := `{"note":"` + strings.Repeat(`],{"\"x`, 3000) + `"}`
+	body.WriteString(`{"a": tru}, {"a": "\xff"}, 17, "{", ` + long + `, {"b": [1, {"c": 2}]} , {"d": "é"}]`)
+	want, err := split(t, body.String(), false, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, oneByte := range []bool{false, true} {
+		got, scanned, err := splitScanned(t, body.String(), oneByte, 2048, objectEnd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("oneByte=%v: got %.300q…, want %.300q…", oneByte, got, want)
+		}
+		if !oneByte && scanned < 2900 {
+			t.Fatalf("the scanner measured %d of 3007 elements", scanned)
+		}
+		if oneByte && scanned > 0 {
+			t.Fatalf("the scanner measured %d elements read one byte at a time", scanned)
+		}
+	}
+}
+
 // FuzzElements: on any valid JSON array the splitter yields exactly the
 // elements encoding/json finds (over-long ones as their start and size),
-// and it never panics on anything else.
+// with or without a scanner of objects, and it never panics on anything
+// else; on anything, the scanner changes nothing.
 func FuzzElements(f *testing.F) {
 	f.Add(`[{"client_id": 1, "gender": "M"}, {"x": "]"}]`, 1<<20)
 	f.Add(`[1, "a\"b", [2, {}], null]`, 3)
@@ -169,6 +229,10 @@ func FuzzElements(f *testing.F) {
 			return
 		}
 		got, err := split(t, body, false, max)
+		scanned, _, errScanned := splitScanned(t, body, false, max, objectEnd)
+		if strings.Join(got, "\x00") != strings.Join(scanned, "\x00") || (err == nil) != (errScanned == nil) {
+			t.Fatalf("%q: split %q (%v), with a scanner %q (%v)", body, got, err, scanned, errScanned)
+		}
 		if !json.Valid([]byte(body)) {
 			return
 		}
@@ -181,22 +245,33 @@ func FuzzElements(f *testing.F) {
 	})
 }
 
-// BenchmarkElements splits a day of the real API's shape (5,500 lines of
-// about 230 bytes): the first pass over every byte of a load.
-func BenchmarkElements(b *testing.B) {
+// apiDay is a day of the real API's shape: 5,500 lines of about 230
+// bytes, one in ten with amounts like 6972.0.
+func apiDay() []byte {
 	var body bytes.Buffer
 	body.WriteString("[")
 	for i := range 5500 {
 		if i > 0 {
 			body.WriteString(", ")
 		}
-		fmt.Fprintf(&body, `{"client_id": %d, "gender": "M", "purchase_datetime": "2024-01-05", "purchase_time_as_seconds_from_midnight": %d, "product_id": %d, "quantity": 23, "price_per_item": 6972, "discount_per_item": 0, "total_price": 160356}`,
-			228451+i, 9258+i, 15288+i)
+		dec := ""
+		if i%10 == 0 {
+			dec = ".0"
+		}
+		fmt.Fprintf(&body, `{"client_id": %d, "gender": "M", "purchase_datetime": "2024-01-05", "purchase_time_as_seconds_from_midnight": %d, "product_id": %d, "quantity": 23, "price_per_item": 6972%s, "discount_per_item": 0%s, "total_price": 160356%s}`,
+			228451+i, 9258+i, 15288+i, dec, dec, dec)
 	}
 	body.WriteString("]")
-	b.SetBytes(int64(body.Len()))
+	return body.Bytes()
+}
+
+// BenchmarkElements splits a day of the real API's shape: the first pass
+// over every byte of a load when the elements are not scanned.
+func BenchmarkElements(b *testing.B) {
+	body := apiDay()
+	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		e := newElements(bytes.NewReader(body.Bytes()[1:]), DefaultMaxLineBytes)
+		e := newElements(bytes.NewReader(body[1:]), DefaultMaxLineBytes)
 		for {
 			if _, err := e.next(); err != nil {
 				if !errors.Is(err, io.EOF) {
@@ -205,5 +280,45 @@ func BenchmarkElements(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// BenchmarkElementsParsed reads and validates a day of the real API's
+// shape, per line: split then parsed, as before NextScanned, and scanned
+// by the parser, as the pipeline reads a day.
+func BenchmarkElementsParsed(b *testing.B) {
+	body := apiDay()
+	const date = "2024-01-05"
+	for _, scanned := range []bool{false, true} {
+		b.Run(map[bool]string{false: "split+Parse", true: "ParseFirst"}[scanned], func(b *testing.B) {
+			var rej *purchases.Rejection
+			scan := func(b []byte) int {
+				var n int
+				n, _, rej = purchases.ParseFirst(b, date)
+				return n
+			}
+			if !scanned {
+				scan = nil
+			}
+			for b.Loop() {
+				e := newElements(bytes.NewReader(body[1:]), DefaultMaxLineBytes)
+				for {
+					el, ok, err := e.scanNext(scan)
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !ok {
+						_, rej = purchases.Parse(el, date)
+					}
+					if rej != nil {
+						b.Fatal(rej)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*5500), "ns/line")
+		})
 	}
 }

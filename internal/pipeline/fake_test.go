@@ -105,17 +105,22 @@ type fakeLines struct {
 	received chan struct{}
 }
 
-func (l *fakeLines) Next() ([]byte, error) {
+// NextScanned lets scan measure every line that is one object, as the
+// client does with the objects that are all in its buffer.
+func (l *fakeLines) NextScanned(scan func([]byte) int) ([]byte, bool, error) {
 	if l.next == len(l.lines) {
 		l.done()
-		return nil, io.EOF
+		return nil, false, io.EOF
 	}
 	l.next++
 	ln := l.lines[l.next-1]
 	if start, ok := strings.CutPrefix(ln, longLine); ok { // the client's report of an over-long element
-		return []byte(start), &marketplace.LongElement{Size: 100 << 20, Limit: 1 << 20, Kept: len(start)}
+		return []byte(start), false, &marketplace.LongElement{Size: 100 << 20, Limit: 1 << 20, Kept: len(start)}
 	}
-	return []byte(ln), nil
+	if scan([]byte(ln)) == len(ln) {
+		return []byte(ln), true, nil
+	}
+	return []byte(ln), false, nil
 }
 
 // longLine starts a fake line that stands for an element over the line

@@ -19,9 +19,11 @@ type DaySource interface {
 
 // DayLines is one day's response, read line by line.
 type DayLines interface {
-	// Next returns the next raw line; io.EOF after the last. A line over
-	// the line limit comes as its start with a *marketplace.LongElement.
-	Next() ([]byte, error)
+	// NextScanned returns the next raw line; io.EOF after the last. A
+	// line over the line limit comes as its start with a
+	// *marketplace.LongElement. scan may measure the line as it parses
+	// it, and scanned says it did (see marketplace.Day.NextScanned).
+	NextScanned(scan func(b []byte) int) (line []byte, scanned bool, err error)
 	Received() <-chan struct{} // closed once the whole body is in
 	Close()
 }

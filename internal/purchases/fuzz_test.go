@@ -1,6 +1,7 @@
 package purchases
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"regexp"
@@ -103,6 +104,41 @@ func FuzzNumbers(f *testing.F) {
 			if n != want {
 				t.Fatalf("%q: parseDigits %d, want %d", s, n, want)
 			}
+		}
+	})
+}
+
+// FuzzParseFirst: ParseFirst measures the valid JSON object its bytes
+// start with, exactly where encoding/json ends it, and decides it as Parse
+// decides that object alone; anything else is left undecided.
+func FuzzParseFirst(f *testing.F) {
+	f.Add([]byte(line(nil) + `, ` + line(nil)))
+	f.Add([]byte(line(nil)[:100]))
+	f.Add([]byte(line(map[string]string{"client_id": "1.5"}) + `]`))
+	f.Add([]byte(`{"a":[1,{"b":"}"}]} x`))
+	f.Add([]byte(`{"client_id": tru}, {}`))
+	f.Add([]byte(`{"gender": "F\xff"}`))
+	f.Add([]byte(` {}`))
+	f.Add([]byte(`[{}]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, rec, rej := ParseFirst(b, day)
+		want := -1
+		dec := json.NewDecoder(bytes.NewReader(b))
+		var obj json.RawMessage
+		if err := dec.Decode(&obj); err == nil && len(b) > 0 && b[0] == '{' && utf8.Valid(obj) {
+			want = int(dec.InputOffset())
+		} else if err != nil && strings.Contains(err.Error(), "nesting depth") {
+			return // encoding/json's own limit, not RFC 8259's
+		}
+		if n != want {
+			t.Fatalf("%q: ParseFirst measured %d bytes, want %d", b, n, want)
+		}
+		if n < 0 {
+			return
+		}
+		wantRec, wantRej := Parse(b[:n], day)
+		if rec != wantRec || (rej == nil) != (wantRej == nil) || (rej != nil && *rej != *wantRej) {
+			t.Fatalf("%q: ParseFirst %+v %v, Parse %+v %v", b[:n], rec, rej, wantRec, wantRej)
 		}
 	})
 }

@@ -50,18 +50,43 @@ type scanned struct {
 // splitter only finds where elements end. Parse never panics on any input
 // (see FuzzParse).
 func Parse(elem []byte, date string) (Record, *Rejection) {
-	var rec Record
 	var vals [numFields]scanned
 	b := trimWS(elem)
 	if len(b) == 0 || b[0] != '{' {
 		if !validJSON(b) {
-			return rec, &Rejection{InvalidJSON, invalidDetail(b)}
+			return Record{}, &Rejection{InvalidJSON, invalidDetail(b)}
 		}
-		return rec, &Rejection{NotObject, "expected a JSON object, got " + preview(b)}
+		return Record{}, &Rejection{NotObject, "expected a JSON object, got " + preview(b)}
 	}
-	if !scanObject(b, &vals) {
-		return rec, &Rejection{InvalidJSON, invalidDetail(b)}
+	if scanObject(b, &vals) != len(b) {
+		return Record{}, &Rejection{InvalidJSON, invalidDetail(b)}
 	}
+	return check(&vals, date)
+}
+
+// ParseFirst parses the JSON object that b starts with, where b is the
+// rest of an array's body from an element on (no whitespace before it),
+// so that the body's bytes are read once: to find where the element ends
+// and to validate it. When b starts with a whole object that is valid
+// JSON, n is its length and the result is Parse(b[:n], date)'s. Otherwise
+// n is -1 and nothing is decided: b does not start with '{', or the object
+// is not valid JSON, or it does not end within b; the element is then
+// split and parsed the general way.
+func ParseFirst(b []byte, date string) (n int, rec Record, rej *Rejection) {
+	var vals [numFields]scanned
+	if len(b) == 0 || b[0] != '{' {
+		return -1, rec, nil
+	}
+	if n = scanObject(b, &vals); n < 0 {
+		return -1, rec, nil
+	}
+	rec, rej = check(&vals, date)
+	return n, rec, rej
+}
+
+// check validates the fields of a valid JSON object.
+func check(vals *[numFields]scanned, date string) (Record, *Rejection) {
+	var rec Record
 	present := 0
 	for i := range vals {
 		if vals[i].kind != kAbsent && vals[i].kind != kNull {
@@ -315,16 +340,17 @@ func parseDigits(s []byte) (int64, bool) {
 
 // scanObject reads the top-level members of a JSON object, keeping the
 // values of the known fields, and checks the whole object is valid JSON
-// (nested values included). It reports false when it is not.
-func scanObject(b []byte, vals *[numFields]scanned) bool {
+// (nested values included). It returns the index after the object's
+// closing brace, or -1 when it is not valid.
+func scanObject(b []byte, vals *[numFields]scanned) int {
 	i := skipWS(b, 1)
 	if i < len(b) && b[i] == '}' {
-		return skipWS(b, i+1) == len(b)
+		return i + 1
 	}
 	expect := 0 // the field the API sends next: its fields come in fieldNames' order
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return false
+			return -1
 		}
 		var f, kEnd int
 		if name := fieldNames[expect]; len(b)-i > len(name)+1 && b[i+1+len(name)] == '"' && string(b[i+1:i+1+len(name)]) == name {
@@ -334,7 +360,7 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 		} else {
 			var esc bool
 			if kEnd, esc = scanString(b, i); kEnd < 0 {
-				return false
+				return -1
 			}
 			key := b[i+1 : kEnd-1]
 			if esc {
@@ -347,18 +373,18 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 		}
 		i = skipWS(b, kEnd)
 		if i >= len(b) || b[i] != ':' {
-			return false
+			return -1
 		}
 		i = skipWS(b, i+1)
 		if i >= len(b) {
-			return false
+			return -1
 		}
 		var v scanned
 		switch c := b[i]; {
 		case c == '"':
 			end, vesc := scanString(b, i)
 			if end < 0 {
-				return false
+				return -1
 			}
 			v = scanned{kind: kString, raw: b[i+1 : end-1]}
 			if vesc {
@@ -367,17 +393,17 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 			i = end
 		case c == 'n':
 			if i = scanLiteral(b, i, "null"); i < 0 {
-				return false
+				return -1
 			}
 			v = scanned{kind: kNull}
 		case c == '-' || isDigit(c):
 			if v, i = scanNumberValue(b, i); i < 0 {
-				return false
+				return -1
 			}
 		default:
 			end := skipValue(b, i)
 			if end < 0 {
-				return false
+				return -1
 			}
 			v, i = scanned{kind: kOther}, end
 		}
@@ -386,15 +412,15 @@ func scanObject(b []byte, vals *[numFields]scanned) bool {
 		}
 		i = skipWS(b, i)
 		if i >= len(b) {
-			return false
+			return -1
 		}
 		switch b[i] {
 		case ',':
 			i = skipWS(b, i+1)
 		case '}':
-			return skipWS(b, i+1) == len(b)
+			return i + 1
 		default:
-			return false
+			return -1
 		}
 	}
 }
