@@ -1087,11 +1087,13 @@ func updateRFM(ctx context.Context, tx *sql.Tx) error {
 	}
 	// The two monetary values, from the clients of their buckets: one scan
 	// of client_stats (an index on the bucket, filled in random order,
-	// would cost a first update more than the table itself).
+	// would cost a first update more than the table itself). The sort key
+	// is qualified: a bare "monetary" would name the output column, the
+	// text, and a bucket can hold 999.50 and 1000.20.
 	err := tx.QueryRowContext(ctx, `
 		WITH c AS MATERIALIZED (SELECT m_bucket, monetary FROM marts.client_stats WHERE m_bucket IN ($1, $3))
-		SELECT (SELECT monetary::text FROM c WHERE m_bucket = $1 ORDER BY monetary OFFSET $2 LIMIT 1),
-		       (SELECT monetary::text FROM c WHERE m_bucket = $3 ORDER BY monetary OFFSET $4 LIMIT 1)`,
+		SELECT (SELECT c.monetary::text FROM c WHERE m_bucket = $1 ORDER BY c.monetary OFFSET $2 LIMIT 1),
+		       (SELECT c.monetary::text FROM c WHERE m_bucket = $3 ORDER BY c.monetary OFFSET $4 LIMIT 1)`,
 		b[2][0], off[0], b[2][1], off[1]).Scan(&m[0], &m[1])
 	if err != nil {
 		return fmt.Errorf("finding the monetary tercile boundaries: %w", err)

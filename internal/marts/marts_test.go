@@ -539,6 +539,22 @@ func TestRFMTercilesAndSegments(t *testing.T) {
 	}, `SELECT client_id, recency_days, frequency, monetary::integer, rfm_code, segment FROM marts.client_rfm ORDER BY client_id`)
 }
 
+// The monetary boundaries are the clients' values in numeric order, also
+// when the boundaries' histogram bucket holds amounts on both sides of a
+// power of ten: 999.50, 1000.20 and 1001.00 share a bucket, and as text
+// "1000.20" < "1001.00" < "999.50".
+func TestMonetaryTercilesSortNumerically(t *testing.T) {
+	db := newDB(t)
+	insertLines(t, db, []line{
+		{"2024-06-01", 1, "F", 1, 1, "1001.00", "0", 100},
+		{"2024-06-01", 2, "F", 1, 1, "999.50", "0", 100},
+		{"2024-06-01", 3, "F", 1, 1, "1000.20", "0", 100},
+	})
+	rebuild(t, db)
+	expectRows(t, db, []string{"1|3"}, `SELECT count(DISTINCT m_bucket), count(*) FROM marts.client_stats`)
+	expectRows(t, db, []string{"999.50|1000.20"}, `SELECT m_2, m_3 FROM marts.rfm_thresholds`)
+}
+
 // Every relation and column in schema marts is documented in the database,
 // and every exported name exists.
 func TestMartsAreDocumented(t *testing.T) {
