@@ -731,15 +731,14 @@ func clientSteps(fresh bool) []step {
 				`SET LOCAL enable_hashjoin = off`, `SET LOCAL enable_mergejoin = off`,
 				`CREATE TEMP TABLE marts_old ON COMMIT DROP AS
 				SELECT c.* FROM marts.client_stats c WHERE c.client_id IN (SELECT DISTINCT client_id FROM marts_days)`,
-				`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
 				// Clients who bought on a changed day that the marts already
-				// show, and not any more: only a reload takes days away, and
-				// only then is the table scanned for them.
+				// show, and not any more: only a reload takes days away. The
+				// day's clients as the marts show them are kept with it.
 				`INSERT INTO marts_old
 				SELECT c.* FROM marts.client_stats c
-				WHERE EXISTS (SELECT FROM marts.client_days_applied s WHERE s.day = ANY($1::date[]))
-				  AND c.days && `+changedDayNumbers+`
+				WHERE c.client_id IN (SELECT unnest(s.client_ids::integer[]) FROM marts.client_days_applied s WHERE s.day = ANY($1::date[]))
 				  AND c.client_id NOT IN (SELECT client_id FROM marts_old)`,
+				`SET LOCAL enable_hashjoin = on`, `SET LOCAL enable_mergejoin = on`,
 				`ANALYZE marts_old`,
 			)},
 			// The old contribution of the touched clients goes ...
@@ -783,11 +782,17 @@ var emptyClients = []string{
 // clientTail is the end of every client update, however its rows were
 // written.
 func clientTail(fresh bool) []step {
+	// Each changed day with lines, and its clients: a summary has them in
+	// the same form (ascending ids, one each); a day without one, from its
+	// lines.
 	out := []step{{what: "recording the days the client rows show", sql: []string{
 		`DELETE FROM marts.client_days_applied WHERE day = ANY($1::date[])`,
-		// One index probe per changed day.
-		`INSERT INTO marts.client_days_applied (day)
-		SELECT d FROM unnest($1::date[]) AS d WHERE EXISTS (SELECT FROM marketplace.purchases WHERE purchase_date = d)`,
+		`INSERT INTO marts.client_days_applied (day, client_ids)
+		SELECT purchase_date, client_ids FROM marketplace.day_summaries WHERE purchase_date = ANY($3::date[])`,
+		`INSERT INTO marts.client_days_applied (day, client_ids)
+		SELECT purchase_date, array_agg(DISTINCT client_id ORDER BY client_id)::text
+		FROM marketplace.purchases WHERE ` + onLineDays + `
+		GROUP BY 1`,
 	}}}
 	if fresh {
 		// The next update's plans should see what was just written, not

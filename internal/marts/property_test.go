@@ -258,3 +258,32 @@ func TestFirstUpdateBeyondMemoryBoundRunsInSQL(t *testing.T) {
 	expectRows(t, db, []string{"true"}, `SELECT count(*) > 10 FROM marts.client_stats`)
 	compareWithRebuild(t, db, u, 0)
 }
+
+// A reload that takes clients away from a day the marts show finds them by
+// the clients recorded with the day, which follow client_stats.
+func TestReloadFindsTheClientsWhoLeft(t *testing.T) {
+	db := newDB(t)
+	u := &Updater{DB: db, Log: quiet()}
+	day := func(clients ...int) []line {
+		var out []line
+		for i, c := range clients {
+			out = append(out, line{client: c, gender: "F", product: 1, qty: 1, price: "10", discount: "0", seconds: i})
+		}
+		return out
+	}
+	applied := `SELECT day::text, client_ids FROM marts.client_days_applied ORDER BY day`
+	dayWrite(t, db, "2024-01-01", "loaded", day(1, 2), false, true)
+	dayWrite(t, db, "2024-01-02", "loaded", day(4, 2, 3, 1, 2), false, false)
+	if _, err := u.Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expectRows(t, db, []string{"2024-01-01|{1,2}", "2024-01-02|{1,2,3,4}"}, applied)
+	// Clients 2 and 4 no longer bought on the second day; 5 did.
+	dayWrite(t, db, "2024-01-02", "loaded", day(1, 3, 5), false, true)
+	if _, err := u.Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expectRows(t, db, []string{"1|2", "2|1", "3|1", "5|1"}, `SELECT client_id, frequency FROM marts.client_stats ORDER BY 1`)
+	expectRows(t, db, []string{"2024-01-01|{1,2}", "2024-01-02|{1,3,5}"}, applied)
+	compareWithRebuild(t, db, u, 0)
+}
