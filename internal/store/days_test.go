@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/marketplace-etl/marketplace-etl/internal/etl"
-	"github.com/marketplace-etl/marketplace-etl/internal/pgtest"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 )
 
@@ -48,10 +47,7 @@ func TestAppendPurchasedAtMatchesTimeFormat(t *testing.T) {
 // trip, but not one snapshot).
 func TestSecondLoaderOfADayReadsTheFirstOnesResult(t *testing.T) {
 	ctx := context.Background()
-	s := openVia(t, pgtest.NewDatabase(t), Options{StatementTimeout: time.Minute, LockTimeout: time.Minute})
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migratedStore(t)
 	day := time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
 	first, err := s.BeginDay(ctx, day, 0)
 	if err != nil {

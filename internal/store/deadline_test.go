@@ -99,6 +99,16 @@ func openVia(t testing.TB, dsn string, opt Options) *Store {
 	return s
 }
 
+// migratedStore is a store on a fresh, migrated database.
+func migratedStore(t testing.TB) *Store {
+	t.Helper()
+	s := openVia(t, pgtest.NewDatabase(t), Options{StatementTimeout: time.Minute, LockTimeout: time.Minute})
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestFrozenDatabaseFailsWithinTheStatementTimeout: a server that stops
 // answering (issue 13: 60 s of stopped processes blocked the pass for the
 // whole 60 s with a 5 s statement timeout) fails the call within twice the

@@ -17,10 +17,7 @@ import (
 // day's failure and the run's end are recorded, readable and secret-free.
 func TestFailureRecordsAlwaysLand(t *testing.T) {
 	ctx := context.Background()
-	s := openVia(t, pgtest.NewDatabase(t), Options{StatementTimeout: time.Minute, LockTimeout: time.Minute})
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migratedStore(t)
 	runID, err := s.StartRun(ctx, etl.Run{Mode: "run"})
 	if err != nil {
 		t.Fatal(err)

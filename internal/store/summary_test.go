@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketplace-etl/marketplace-etl/internal/pgtest"
 	"github.com/marketplace-etl/marketplace-etl/internal/purchases"
 )
 
@@ -17,10 +16,7 @@ import (
 // uncompressed), in a statement and a transaction of its own.
 func BenchmarkWriteSummary(b *testing.B) {
 	ctx := context.Background()
-	s := openVia(b, pgtest.NewDatabase(b), Options{StatementTimeout: time.Minute, LockTimeout: time.Minute})
-	if err := s.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
+	s := migratedStore(b)
 	rng := rand.New(rand.NewPCG(1, 2))
 	sum := getSummary()
 	for range 5500 {
