@@ -391,20 +391,12 @@ func summarizeClients(pairs []clientDay) (*clientSums, bool) {
 // copyClientStats writes the client rows by COPY, in key order.
 // frozen: the table was truncated in this transaction.
 func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *clientSums, frozen bool) error {
-	var dates [][]byte // text of each day, from the first
-	if len(pairs) > 0 {
-		dates = make([][]byte, len(s.d7))
-		for d := range dates {
-			dates[d] = epoch.AddDate(0, 0, int(s.firstDay)+d).AppendFormat(nil, time.DateOnly)
-		}
-	}
-	date := func(d int32) []byte { return dates[d-s.firstDay] }
 	return conn.Raw(func(dc any) error {
 		prep, ok := dc.(driver.ConnPrepareContext)
 		if !ok {
 			return fmt.Errorf("driver connection %T cannot prepare COPY", dc)
 		}
-		q := `COPY marts.client_stats (client_id, first_purchase_date, last_purchase_date,
+		q := `COPY marts.client_stats (client_id, first_day, last_day,
 			frequency, monetary, m_bucket, days, revenues) FROM STDIN`
 		if frozen {
 			q += ` WITH (FREEZE)`
@@ -438,9 +430,9 @@ func copyClientStats(ctx context.Context, conn *sql.Conn, pairs []clientDay, s *
 			}
 			buf = strconv.AppendInt(buf, int64(pairs[i].client), 10)
 			buf = append(buf, '\t')
-			buf = append(buf, date(pairs[i].day)...)
+			buf = strconv.AppendInt(buf, int64(pairs[i].day), 10)
 			buf = append(buf, '\t')
-			buf = append(buf, date(pairs[j-1].day)...)
+			buf = strconv.AppendInt(buf, int64(pairs[j-1].day), 10)
 			buf = append(buf, '\t')
 			buf = strconv.AppendInt(buf, int64(j-i), 10)
 			buf = append(buf, '\t')

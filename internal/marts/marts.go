@@ -593,7 +593,7 @@ func clientActivity(sign, scope, tag string) []string {
 		             CASE WHEN i > 1 THEN least(days[i] - days[i - 1], 30) END AS gap,
 		             ` + month(dayOf("days[i]")) + ` AS month, revenues[i] AS revenue
 		      FROM (SELECT cohort_month, days, revenues, generate_subscripts(days, 1) AS i
-		            FROM (SELECT ` + month(dayOf("x.days[1]")) + ` AS cohort_month, x.days, x.revenues::numeric[] AS revenues
+		            FROM (SELECT ` + month(dayOf("x.first_day")) + ` AS cohort_month, x.days::integer[] AS days, x.revenues::numeric[] AS revenues
 		                  FROM ` + scope + ` OFFSET 0) c) e) e
 		GROUP BY GROUPING SETS ((cohort_month, month), (day, gap))`,
 		`INSERT INTO marts.client_events AS t (day, d7, d30, new_clients)
@@ -621,7 +621,7 @@ func clientActivity(sign, scope, tag string) []string {
 // timestamp, which unlike timestamptz needs no time zone arithmetic.
 func month(d string) string { return `date_trunc('month', (` + d + `)::timestamp)` }
 
-// dayOf is the date of the day number n (client_stats.days: days since
+// dayOf is the date of the day number n (client_stats' days: days since
 // 2000-01-01, which the server parses as integers where dates cost it a
 // date_in each).
 func dayOf(n string) string { return `(date '2000-01-01' + ` + n + `)` }
@@ -638,8 +638,8 @@ func rfmHistogram(sign, scope string) string {
 	// One grouping per measure: three small aggregates instead of one over
 	// three rows per client.
 	return `INSERT INTO marts.rfm_histogram AS t (measure, bucket, clients)
-		WITH c AS MATERIALIZED (SELECT x.last_purchase_date, x.frequency, x.m_bucket FROM ` + scope + `)
-		SELECT 'r', last_purchase_date - date '2000-01-01', ` + sign + ` * count(*) FROM c GROUP BY 2
+		WITH c AS MATERIALIZED (SELECT x.last_day, x.frequency, x.m_bucket FROM ` + scope + `)
+		SELECT 'r', last_day, ` + sign + ` * count(*) FROM c GROUP BY 2
 		UNION ALL
 		SELECT 'f', frequency::integer, ` + sign + ` * count(*) FROM c GROUP BY 2
 		UNION ALL
@@ -652,14 +652,14 @@ func rfmHistogram(sign, scope string) string {
 // the input order, so the arrays come out sorted by day without a sort per
 // client.
 func statsOf(src string) string {
-	return `SELECT client_id, ` + dayOf("days[1]") + `, ` + dayOf("days[cardinality(days)]") + `, cardinality(days), monetary,
-		       floor(400 * ln(1 + monetary::float8))::integer, days, revenues::text
+	return `SELECT client_id, days[1], days[cardinality(days)], cardinality(days), monetary,
+		       floor(400 * ln(1 + monetary::float8))::integer, days::text, revenues::text
 		FROM (SELECT client_id, array_agg(day) AS days, array_agg(revenue) AS revenues, sum(revenue) AS monetary
 		      FROM (` + src + `) s
 		      GROUP BY client_id) g`
 }
 
-const statsColumns = `(client_id, first_purchase_date, last_purchase_date, frequency, monetary, m_bucket, days, revenues)`
+const statsColumns = `(client_id, first_day, last_day, frequency, monetary, m_bucket, days, revenues)`
 
 // sorted runs q, an INSERT whose rows are grouped and then ordered by the
 // same key, with grouping by sorting: sorting the narrow input rows and
@@ -748,7 +748,7 @@ func clientSteps(fresh bool) []step {
 				`CREATE TEMP TABLE marts_new ON COMMIT DROP AS SELECT * FROM marts_old WITH NO DATA`},
 				append(sorted(`INSERT INTO marts_new `+statsColumns+`
 				`+statsOf(`SELECT o.client_id, u.day, u.revenue
-					FROM marts_old o, unnest(o.days, o.revenues::numeric[]) AS u(day, revenue)
+					FROM marts_old o, unnest(o.days::integer[], o.revenues::numeric[]) AS u(day, revenue)
 					WHERE u.day <> ALL(`+changedDayNumbers+`)
 					UNION ALL
 					SELECT client_id, day, revenue FROM marts_days
