@@ -831,13 +831,13 @@ func daySteps(lines, summaries, big bool) []step {
 			[]string{`CREATE TEMP TABLE marts_old_days ON COMMIT DROP AS SELECT * FROM marts.product_days WHERE day = ANY($1::date[])`,
 				`DELETE FROM marts.product_days WHERE day = ANY($1::date[])`},
 			sorted(`INSERT INTO marts.product_days (day, product_ids, units, revenue)
-			SELECT day, array_agg(product_id), array_agg(units), array_agg(revenue)
+			SELECT day, array_agg(product_id)::text, array_agg(units)::text, array_agg(revenue)::text
 			FROM (SELECT purchase_date AS day, product_id, sum(quantity)::bigint AS units, sum(total_price) AS revenue
 			      FROM marketplace.purchases WHERE `+onLineDays+`
 			      GROUP BY 1, 2 ORDER BY 1, 2) p
 			GROUP BY day`),
 			[]string{`INSERT INTO marts.product_days (day, product_ids, units, revenue)
-			SELECT purchase_date, product_ids::integer[], product_units::bigint[], product_revenue::numeric[] FROM marketplace.day_summaries
+			SELECT purchase_date, product_ids, product_units, product_revenue FROM marketplace.day_summaries
 			WHERE purchase_date = ANY($3::date[]) AND lines > 0`}),
 		{what: "replacing product_months", sql: []string{
 			// The old rows leave the ABC/XYZ period's totals (updatePeriod).
@@ -856,7 +856,7 @@ func daySteps(lines, summaries, big bool) []step {
 			INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
 			SELECT d.day, coalesce(a.lines, 0), coalesce(a.units, 0), coalesce(a.revenue, 0), coalesce(a.gross_revenue, 0),
 			       coalesce(a.discount, 0), a.discount / nullif(a.gross_revenue, 0), coalesce(a.clients, 0),
-			       coalesce(cardinality(p.product_ids), 0), a.revenue / nullif(a.lines, 0)
+			       coalesce(cardinality(p.product_ids::integer[]), 0), a.revenue / nullif(a.lines, 0)
 			FROM unnest($2::date[]) AS d(day)
 			LEFT JOIN agg a USING (day)
 			LEFT JOIN marts.product_days p USING (day)
@@ -865,7 +865,7 @@ func daySteps(lines, summaries, big bool) []step {
 			// the same plain zeros as above.
 			[]string{`INSERT INTO marts.daily_sales (day, lines, units, revenue, gross_revenue, discount, discount_share, clients, products, avg_line_value)
 			SELECT s.purchase_date, s.lines, s.units, z.revenue, z.gross_revenue, z.discount, z.discount / nullif(z.gross_revenue, 0),
-			       s.clients, coalesce(cardinality(p.product_ids), 0), z.revenue / nullif(s.lines, 0)
+			       s.clients, coalesce(cardinality(p.product_ids::integer[]), 0), z.revenue / nullif(s.lines, 0)
 			FROM marketplace.day_summaries s
 			LEFT JOIN marts.product_days p ON p.day = s.purchase_date
 			CROSS JOIN LATERAL (SELECT CASE WHEN s.lines > 0 THEN s.revenue ELSE 0 END AS revenue,
@@ -905,7 +905,7 @@ func daySteps(lines, summaries, big bool) []step {
 // productMonthRows are the rows summed into the changed months' new rows:
 // a month's new row is its old one, plus the changed days' new rows, minus
 // their old ones, however many days the month has.
-var productMonthRows = `SELECT month::text, 1, product_ids, units, revenue, NULL FROM marts_old_months
+var productMonthRows = `SELECT month::text, 1, product_ids::text, units::text, revenue::text, NULL FROM marts_old_months
 	UNION ALL
 	SELECT ` + month("day") + `::date::text, 1, product_ids, units, revenue, NULL FROM marts.product_days WHERE day = ANY($1::date[])
 	UNION ALL
@@ -927,7 +927,7 @@ func updateProductMonths(ctx context.Context, b *batch) error {
 		FROM (SELECT * FROM (
 		          SELECT m.month, u.product_id, sum(m.sign * u.units)::bigint AS units, sum(m.sign * u.revenue) AS revenue
 		          FROM (`+productMonthRows+`) AS m(month, sign, product_ids, units, revenue, units_sq),
-		               unnest(m.product_ids, m.units, m.revenue) AS u(product_id, units, revenue)
+		               unnest(m.product_ids::integer[], m.units::bigint[], m.revenue::numeric[]) AS u(product_id, units, revenue)
 		          GROUP BY 1, 2
 		          -- Units are positive on every line: none left means not
 		          -- sold in the month any more.
