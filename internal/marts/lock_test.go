@@ -168,3 +168,99 @@ func TestTryUpdate(t *testing.T) {
 		}
 	}
 }
+
+// The day half has a lock of its own: a drain of the day half behind the
+// loads holds it, and a final update's client half does not wait for it.
+// Only the day half waits (within the lock timeout), and a timeout there
+// keeps the client half and leaves the day half's days queued.
+func TestClientHalfDoesNotWaitForTheDayLock(t *testing.T) {
+	db := newDB(t)
+	loadFixture(t, db)
+	ctx := context.Background()
+	drain := db.MustBegin()
+	defer drain.Rollback()
+	drain.MustExec(`SELECT id FROM marketplace.marts_lock WHERE NOT id FOR UPDATE`)
+
+	u := &Updater{DB: db, Log: quiet(), LockTimeout: 300 * time.Millisecond}
+	if _, err := u.TryUpdate(ctx); !errors.Is(err, ErrBusy) {
+		t.Fatalf("TryUpdate while a drain holds the day lock: %v, want ErrBusy", err)
+	}
+	// ErrBusy let go of the main lock too.
+	other := db.MustBegin()
+	other.MustExec(`SELECT id FROM marketplace.marts_lock WHERE id FOR UPDATE NOWAIT`)
+	other.Rollback()
+
+	_, err := u.Update(ctx)
+	var lt *LockTimeoutError
+	if !errors.As(err, &lt) {
+		t.Fatalf("Update while a drain holds the day lock: %v, want a LockTimeoutError from the day half", err)
+	}
+	expectRows(t, db, []string{"129|0|true"}, `SELECT
+		(SELECT count(DISTINCT purchase_date) FROM marketplace.marts_queue WHERE part = 'days'),
+		(SELECT count(*) FROM marketplace.marts_queue WHERE part = 'clients'),
+		(SELECT count(*) > 0 FROM marts.client_stats)`)
+
+	drain.Rollback()
+	if res, err := u.Update(ctx); err != nil || res.Days != 129 {
+		t.Fatalf("Update after the drain = %+v, %v; want the 129 days of the day half", res, err)
+	}
+	inc := snapshot(t, db)
+	rebuild(t, db)
+	for name, want := range snapshot(t, db) {
+		if inc[name] != want {
+			t.Errorf("%s = %s, rebuild %s", name, inc[name], want)
+		}
+	}
+}
+
+// A drain of the day half alone lets go of the main lock as soon as it
+// holds the day lock: while it runs, another update can take the main
+// lock.
+func TestDayDrainLetsGoOfTheMartsLock(t *testing.T) {
+	db := newDB(t)
+	loadFixture(t, db)
+	ctx := context.Background()
+	// The drain's day half waits on the held product_days rows: it holds
+	// the day lock meanwhile.
+	blocker := db.MustBegin()
+	defer blocker.Rollback()
+	blocker.MustExec(`LOCK TABLE marts.product_days IN EXCLUSIVE MODE`)
+	u := &Updater{DB: db, Log: quiet(), LockTimeout: time.Minute}
+	done := make(chan error, 1)
+	go func() {
+		_, err := u.TryUpdate(ctx)
+		done <- err
+	}()
+	waitFor(t, func() bool {
+		var n int
+		db.Get(&n, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			WHERE c.relname = 'product_days' AND NOT l.granted`)
+		return n > 0
+	})
+	other := db.MustBegin()
+	if _, err := other.Exec(`SELECT id FROM marketplace.marts_lock WHERE id FOR UPDATE NOWAIT`); err != nil {
+		t.Errorf("the main lock while a day drain runs: %v, want it free", err)
+	}
+	if _, err := other.Exec(`SELECT id FROM marketplace.marts_lock WHERE NOT id FOR UPDATE NOWAIT`); err == nil {
+		t.Errorf("the day lock while a day drain runs was free, want it held")
+	}
+	other.Rollback()
+	blocker.Rollback()
+	if err := <-done; err != nil {
+		t.Fatalf("the drain: %v", err)
+	}
+	expectRows(t, db, []string{"0|129"}, `SELECT
+		(SELECT count(*) FROM marketplace.marts_queue WHERE part = 'days'),
+		(SELECT count(DISTINCT purchase_date) FROM marketplace.marts_queue WHERE part = 'clients')`)
+}
+
+// waitFor polls cond for up to 30 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("timed out waiting")
+}

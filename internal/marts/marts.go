@@ -191,6 +191,9 @@ func (u *Updater) log() *slog.Logger {
 type half struct {
 	part   string   // its entries in marketplace.marts_queue
 	tables []string // what it writes, emptied by a rebuild
+	// lock, when set, is the half's own lock, taken by its transaction
+	// when it runs in a transaction of its own (see martsLock).
+	lock string
 	// update brings the half's tables up to date with the changed days of
 	// b (none: a rebuild of an empty database).
 	update func(ctx context.Context, b *batch) error
@@ -213,12 +216,45 @@ var (
 	dayHalf = half{part: "days", tables: []string{
 		"marts.daily_sales", "marts.sales_by_gender", "marts.sales_by_hour", "marts.product_days",
 		"marts.product_months", "marts.abc_xyz_period", "marts.period_products",
-	}, update: updateDays}
+	}, lock: dayLock, update: updateDays}
 	clientHalf = half{part: "clients", tables: []string{
 		"marts.client_stats", "marts.client_days_applied", "marts.client_events", "marts.cohort_activity",
 		"marts.rfm_thresholds", "marts.rfm_histogram",
 	}, update: updateClients}
 )
+
+// The locks are the two rows of marketplace.marts_lock, taken FOR UPDATE
+// (a row lock needs UPDATE privilege on the table: the read-only role can
+// neither take them nor hold them). An update holds martsLock from start
+// to end; whichever transaction updates the day half holds dayLock too.
+// A drain behind the loads that only does the day half lets go of
+// martsLock as soon as it holds dayLock: the pass's final update, when
+// the loads end in the middle of such a drain, then starts its client
+// half at once and only its day half waits for the drain. Both are
+// always taken in that order.
+const (
+	martsLock = `SELECT id FROM marketplace.marts_lock WHERE id FOR UPDATE`
+	dayLock   = `SELECT id FROM marketplace.marts_lock WHERE NOT id FOR UPDATE`
+)
+
+// lock takes the lock q in tx: at once or ErrBusy (nowait), or within the
+// lock timeout or a LockTimeoutError.
+func (u *Updater) lock(ctx context.Context, tx *sql.Tx, q string, nowait bool) error {
+	if nowait {
+		q += ` NOWAIT`
+	}
+	if _, err := tx.ExecContext(ctx, q); err != nil {
+		var pe *pq.Error
+		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+			if nowait {
+				return ErrBusy
+			}
+			return &LockTimeoutError{Timeout: u.lockTimeout()}
+		}
+		return fmt.Errorf("taking the marts lock: %w", err)
+	}
+	return nil
+}
 
 // update does the whole update and returns the number of days it brought
 // up to date. conn holds the marts lock, and runs the client half; the day
@@ -229,21 +265,8 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 		return 0, err
 	}
 	defer tx.Rollback()
-	// A row lock needs UPDATE privilege on the table: the read-only role
-	// can neither take it nor hold it. It covers both halves.
-	lock := `SELECT id FROM marketplace.marts_lock FOR UPDATE`
-	if nowait {
-		lock += ` NOWAIT`
-	}
-	if _, err := tx.ExecContext(ctx, lock); err != nil {
-		var pe *pq.Error
-		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
-			if nowait {
-				return 0, ErrBusy
-			}
-			return 0, &LockTimeoutError{Timeout: u.lockTimeout()}
-		}
-		return 0, fmt.Errorf("taking the marts lock: %w", err)
+	if err := u.lock(ctx, tx, martsLock, nowait); err != nil {
+		return 0, err
 	}
 	if nowait {
 		// Behind the loads, the day half only until the client half has
@@ -255,11 +278,7 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 			return 0, err
 		}
 		if fresh {
-			n, err := u.updateHalf(ctx, dayHalf, nil, nil, false)
-			if err != nil {
-				return 0, fmt.Errorf("the day marts: %w", err)
-			}
-			return n, tx.Commit()
+			return u.updateDayHalfAlone(ctx, tx)
 		}
 	}
 	var dayDays int
@@ -272,12 +291,19 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 				dayErr = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 			}
 		}()
-		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, nil, rebuild)
+		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, nil, rebuild, nowait)
 	}()
-	n, err := u.updateHalf(ctx, clientHalf, conn, tx, rebuild)
+	n, err := u.updateHalf(ctx, clientHalf, conn, tx, rebuild, nowait)
 	<-done
 	if err != nil {
 		return 0, fmt.Errorf("the client marts: %w", err)
+	}
+	if errors.Is(dayErr, ErrBusy) {
+		// Another pass's drain has the day half: it stays queued.
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("the client marts: committing: %w", err)
+		}
+		return n, nil
 	}
 	if dayErr != nil {
 		// The client half is good: keep it, and report the day half.
@@ -299,6 +325,36 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 		return 0, fmt.Errorf("the client marts: committing: %w", err)
 	}
 	return max(n, dayDays), nil
+}
+
+// updateDayHalfAlone updates the day half in a transaction of its own,
+// which takes dayLock, and lets go of martsLock (tx) as soon as it holds
+// it.
+func (u *Updater) updateDayHalfAlone(ctx context.Context, tx *sql.Tx) (int, error) {
+	conn, err := u.DB.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("the day marts: getting a connection: %w", err)
+	}
+	defer conn.Close()
+	dtx, err := u.begin(ctx, conn)
+	if err != nil {
+		return 0, fmt.Errorf("the day marts: %w", err)
+	}
+	defer dtx.Rollback()
+	if err := u.lock(ctx, dtx, dayLock, true); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("letting go of the marts lock: %w", err)
+	}
+	n, err := u.updateHalf(ctx, dayHalf, conn, dtx, false, true)
+	if err != nil {
+		return 0, fmt.Errorf("the day marts: %w", err)
+	}
+	if err := dtx.Commit(); err != nil {
+		return 0, fmt.Errorf("the day marts: committing: %w", err)
+	}
+	return n, nil
 }
 
 func (u *Updater) lockTimeout() time.Duration {
@@ -327,8 +383,8 @@ func (u *Updater) begin(ctx context.Context, conn *sql.Conn) (*sql.Tx, error) {
 
 // updateHalf drains h's queue entries and updates its tables, in tx on
 // conn, or when tx is nil in a transaction of its own on a connection of
-// its own, which it commits.
-func (u *Updater) updateHalf(ctx context.Context, h half, conn *sql.Conn, tx *sql.Tx, rebuild bool) (int, error) {
+// its own, which takes the half's lock (nowait: or ErrBusy) and commits.
+func (u *Updater) updateHalf(ctx context.Context, h half, conn *sql.Conn, tx *sql.Tx, rebuild, nowait bool) (int, error) {
 	if tx == nil {
 		conn, err := u.DB.Conn(ctx)
 		if err != nil {
@@ -339,7 +395,12 @@ func (u *Updater) updateHalf(ctx context.Context, h half, conn *sql.Conn, tx *sq
 			return 0, err
 		}
 		defer tx.Rollback()
-		n, err := u.updateHalf(ctx, h, conn, tx, rebuild)
+		if h.lock != "" {
+			if err := u.lock(ctx, tx, h.lock, nowait); err != nil {
+				return 0, err
+			}
+		}
+		n, err := u.updateHalf(ctx, h, conn, tx, rebuild, nowait)
 		if err != nil {
 			return 0, err
 		}

@@ -18,7 +18,7 @@ import (
 // days instead of all of them.
 type follower struct {
 	loaded  chan struct{}
-	done    chan struct{}
+	done    chan struct{} // closed by halt
 	stopped chan struct{}
 	once    sync.Once
 }
@@ -39,6 +39,11 @@ func (p *Pipeline) follow(ctx context.Context, days int) *follower {
 			case <-ctx.Done():
 				return
 			case <-f.loaded:
+			}
+			select {
+			case <-f.done: // halted while a day was due
+				return
+			default:
 			}
 			t0 := time.Now()
 			if err := p.followOnce(ctx); err != nil && ctx.Err() == nil {
@@ -90,11 +95,22 @@ func (f *follower) dayLoaded() {
 	}
 }
 
-// stop ends the follower, after the drain in progress if any.
-func (f *follower) stop() {
+// halt keeps the follower from starting another drain, without waiting
+// for the one in progress: the pass's final update need not wait for it
+// either (the marts' locks let its client half start at once, and its day
+// half wait for the drain).
+func (f *follower) halt() {
 	if f == nil {
 		return
 	}
 	f.once.Do(func() { close(f.done) })
+}
+
+// stop halts the follower and waits for the drain in progress, if any.
+func (f *follower) stop() {
+	if f == nil {
+		return
+	}
+	f.halt()
 	<-f.stopped
 }

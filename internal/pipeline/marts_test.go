@@ -41,37 +41,36 @@ func TestEveryPassUpdatesTheMarts(t *testing.T) {
 }
 
 // A pass of several days drains the marts behind its loads: the follower
-// runs while days are still loading, never alongside the final update, and
-// its failures are not the pass's (the final update reports).
+// runs while days are still loading, starts no drain once the final update
+// has begun, and its failures are not the pass's (the final update
+// reports).
 func TestFollowerDrainsWhileDaysLoad(t *testing.T) {
 	f := newFixture(t)
 	for _, d := range Days(date(t, "2023-01-01"), date(t, "2023-01-20")) {
 		f.api.set(d.Format(time.DateOnly), answer{lines: lines(d.Format(time.DateOnly), 10)})
 	}
 	var mu sync.Mutex
-	follows, final, overlap, duringLoads := 0, 0, false, 0
-	busy := false
+	follows, final, late, duringLoads := 0, 0, false, 0
+	finalDone := false
 	f.p.Follow = func(context.Context) error {
 		mu.Lock()
-		busy = true
 		follows++
-		if final > 0 {
-			overlap = true
+		if finalDone {
+			late = true
 		}
 		mu.Unlock()
 		time.Sleep(2 * time.Millisecond)
-		mu.Lock()
-		busy = false
-		mu.Unlock()
 		return errors.New("deadlock detected")
 	}
 	f.p.Refresh = func(context.Context) (time.Duration, error) {
 		mu.Lock()
-		defer mu.Unlock()
 		final++
-		if busy {
-			overlap = true
-		}
+		mu.Unlock()
+		// Room for a drain that was wrongly started to show up.
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		finalDone = true
+		mu.Unlock()
 		return time.Millisecond, nil
 	}
 	// Day 10 commits only once a drain has run: the drains go on while
@@ -96,9 +95,9 @@ func TestFollowerDrainsWhileDaysLoad(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if follows == 0 || duringLoads == 0 || final != 1 || overlap {
-		t.Fatalf("%d background drains (%d while days were loading), %d final updates, overlap %v; want drains during the loads, then one final update alone",
-			follows, duringLoads, final, overlap)
+	if follows == 0 || duringLoads == 0 || final != 1 || late {
+		t.Fatalf("%d background drains (%d while days were loading), %d final updates, a drain after the final update %v; want drains during the loads, then one final update",
+			follows, duringLoads, final, late)
 	}
 	// A single day is its own final update: no follower.
 	follows = 0
@@ -108,5 +107,43 @@ func TestFollowerDrainsWhileDaysLoad(t *testing.T) {
 	mu.Lock()
 	if err != nil || follows != 0 {
 		t.Fatalf("one-day pass: %v, %d background drains; want none", err, follows)
+	}
+}
+
+// The final update does not wait for a drain in progress when the loads
+// end: the marts' locks let it start at once (see package marts).
+func TestFinalUpdateDoesNotWaitForTheDrain(t *testing.T) {
+	f := newFixture(t)
+	for _, d := range Days(date(t, "2023-01-01"), date(t, "2023-01-05")) {
+		f.api.set(d.Format(time.DateOnly), answer{lines: lines(d.Format(time.DateOnly), 10)})
+	}
+	finalStarted := make(chan struct{})
+	var once sync.Once
+	waited := make(chan bool, 10)
+	f.p.Follow = func(context.Context) error {
+		// The first drain lasts until the final update starts.
+		select {
+		case <-finalStarted:
+			waited <- false
+		case <-time.After(10 * time.Second):
+			waited <- true
+		}
+		return nil
+	}
+	f.p.Refresh = func(context.Context) (time.Duration, error) {
+		once.Do(func() { close(finalStarted) })
+		return time.Millisecond, nil
+	}
+	res, err := f.run(t, Plan{Days: days(t, "2023-01-01", "2023-01-05")})
+	if err != nil || res.MartsErr != nil || res.Totals.DaysLoaded != 5 {
+		t.Fatalf("pass: %v, MartsErr %v, %d days loaded; want 5 days and no error", err, res.MartsErr, res.Totals.DaysLoaded)
+	}
+	select {
+	case w := <-waited:
+		if w {
+			t.Fatal("the final update waited for the drain in progress to end")
+		}
+	default:
+		t.Fatal("no drain ran behind the loads")
 	}
 }

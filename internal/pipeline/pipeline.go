@@ -167,7 +167,9 @@ func (p *Pipeline) Execute(ctx context.Context, runID int64, plan Plan) (etl.Res
 	if prev != nil {
 		finish(prev)
 	}
-	f.stop() // its drain in progress ends first: the final update would wait for it
+	// No drain starts after this one; one in progress goes on alongside
+	// the final update, which takes over from it.
+	f.halt()
 	// Every pass brings the marts up to date, even one that loaded nothing:
 	// days an earlier pass changed but could not carry into the marts
 	// (killed, marts failure) are still queued, and this heals them.
