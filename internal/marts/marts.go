@@ -299,11 +299,9 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 		return 0, fmt.Errorf("the client marts: %w", err)
 	}
 	if errors.Is(dayErr, ErrBusy) {
-		// Another pass's drain has the day half: it stays queued.
-		if err := tx.Commit(); err != nil {
-			return 0, fmt.Errorf("the client marts: committing: %w", err)
-		}
-		return n, nil
+		// Behind the loads, another pass's drain has the day half: its
+		// days stay queued for that pass or the next update.
+		dayErr = nil
 	}
 	if dayErr != nil {
 		// The client half is good: keep it, and report the day half.
