@@ -85,6 +85,7 @@ func buildClients(ctx context.Context, b *batch) (bool, error) {
 	if err := copyClientStats(ctx, b.conn, pairs, s, exclusive); err != nil {
 		return false, fmt.Errorf("writing the client rows: %w", err)
 	}
+	b.log.Debug("marts step", "step", "copying the client rows", "duration", time.Since(t0).Round(time.Microsecond))
 	if exclusive {
 		if _, err := b.tx.ExecContext(ctx, `ALTER TABLE marts.client_stats ADD CONSTRAINT client_stats_pkey PRIMARY KEY (client_id)`); err != nil {
 			return false, fmt.Errorf("indexing the client rows: %w", err)
