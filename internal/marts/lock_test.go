@@ -160,13 +160,7 @@ func TestTryUpdate(t *testing.T) {
 		t.Fatalf("TryUpdate after the first update = %+v, %v; want the changed day", res, err)
 	}
 	expectRows(t, db, []string{"0"}, `SELECT count(*) FROM marketplace.marts_queue`)
-	inc := snapshot(t, db)
-	rebuild(t, db)
-	for name, want := range snapshot(t, db) {
-		if inc[name] != want {
-			t.Errorf("after TryUpdate: %s = %s, rebuild %s", name, inc[name], want)
-		}
-	}
+	expectSameAsRebuild(t, db, "after TryUpdate")
 }
 
 // The day half has a lock of its own: a drain of the day half behind the
@@ -220,13 +214,7 @@ func TestClientHalfDoesNotWaitForTheDayLock(t *testing.T) {
 	if _, err := u.Update(ctx); err != nil {
 		t.Fatal(err)
 	}
-	inc := snapshot(t, db)
-	rebuild(t, db)
-	for name, want := range snapshot(t, db) {
-		if inc[name] != want {
-			t.Errorf("%s = %s, rebuild %s", name, inc[name], want)
-		}
-	}
+	expectSameAsRebuild(t, db, "after the drains")
 }
 
 // A drain of the day half alone lets go of the main lock as soon as it

@@ -191,6 +191,19 @@ func rebuild(t testing.TB, db *sqlx.DB) {
 	}
 }
 
+// expectSameAsRebuild checks that every mart and helper is what a rebuild
+// makes of them (what: when, in the errors); the marts are rebuilt after.
+func expectSameAsRebuild(t testing.TB, db *sqlx.DB, what string) {
+	t.Helper()
+	inc := snapshot(t, db)
+	rebuild(t, db)
+	for name, want := range snapshot(t, db) {
+		if inc[name] != want {
+			t.Errorf("%s: incremental %s = %s, rebuild %s", what, name, inc[name], want)
+		}
+	}
+}
+
 // rows runs q and renders each row as its columns joined by "|" (NULL for null).
 func rows(t testing.TB, db *sqlx.DB, q string, args ...any) []string {
 	t.Helper()
