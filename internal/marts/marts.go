@@ -278,7 +278,19 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 			return 0, err
 		}
 		if fresh {
-			return u.updateDayHalfAlone(ctx, tx)
+			// The day half lets go of the marts lock as soon as it holds
+			// its own.
+			release := func() error {
+				if err := tx.Commit(); err != nil {
+					return fmt.Errorf("letting go of the marts lock: %w", err)
+				}
+				return nil
+			}
+			n, err := u.updateHalfAlone(ctx, dayHalf, false, true, release)
+			if err != nil {
+				return 0, fmt.Errorf("the day marts: %w", err)
+			}
+			return n, nil
 		}
 	}
 	var dayDays int
@@ -291,9 +303,9 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 				dayErr = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 			}
 		}()
-		dayDays, dayErr = u.updateHalf(ctx, dayHalf, nil, nil, rebuild, nowait)
+		dayDays, dayErr = u.updateHalfAlone(ctx, dayHalf, rebuild, nowait, nil)
 	}()
-	n, err := u.updateHalf(ctx, clientHalf, conn, tx, rebuild, nowait)
+	n, err := u.updateHalf(ctx, clientHalf, conn, tx, rebuild)
 	<-done
 	if err != nil {
 		return 0, fmt.Errorf("the client marts: %w", err)
@@ -325,36 +337,6 @@ func (u *Updater) update(ctx context.Context, conn *sql.Conn, rebuild, nowait bo
 	return max(n, dayDays), nil
 }
 
-// updateDayHalfAlone updates the day half in a transaction of its own,
-// which takes dayLock, and lets go of martsLock (tx) as soon as it holds
-// it.
-func (u *Updater) updateDayHalfAlone(ctx context.Context, tx *sql.Tx) (int, error) {
-	conn, err := u.DB.Conn(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("the day marts: getting a connection: %w", err)
-	}
-	defer conn.Close()
-	dtx, err := u.begin(ctx, conn)
-	if err != nil {
-		return 0, fmt.Errorf("the day marts: %w", err)
-	}
-	defer dtx.Rollback()
-	if err := u.lock(ctx, dtx, dayLock, true); err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("letting go of the marts lock: %w", err)
-	}
-	n, err := u.updateHalf(ctx, dayHalf, conn, dtx, false, true)
-	if err != nil {
-		return 0, fmt.Errorf("the day marts: %w", err)
-	}
-	if err := dtx.Commit(); err != nil {
-		return 0, fmt.Errorf("the day marts: committing: %w", err)
-	}
-	return n, nil
-}
-
 func (u *Updater) lockTimeout() time.Duration {
 	if u.LockTimeout <= 0 {
 		return DefaultLockTimeout
@@ -379,34 +361,43 @@ func (u *Updater) begin(ctx context.Context, conn *sql.Conn) (*sql.Tx, error) {
 	return tx, nil
 }
 
-// updateHalf drains h's queue entries and updates its tables, in tx on
-// conn, or when tx is nil in a transaction of its own on a connection of
-// its own, which takes the half's lock (nowait: or ErrBusy) and commits.
-func (u *Updater) updateHalf(ctx context.Context, h half, conn *sql.Conn, tx *sql.Tx, rebuild, nowait bool) (int, error) {
-	if tx == nil {
-		conn, err := u.DB.Conn(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("getting a connection: %w", err)
-		}
-		defer conn.Close()
-		if tx, err = u.begin(ctx, conn); err != nil {
-			return 0, err
-		}
-		defer tx.Rollback()
-		if h.lock != "" {
-			if err := u.lock(ctx, tx, h.lock, nowait); err != nil {
-				return 0, err
-			}
-		}
-		n, err := u.updateHalf(ctx, h, conn, tx, rebuild, nowait)
-		if err != nil {
-			return 0, err
-		}
-		if err := tx.Commit(); err != nil {
-			return 0, fmt.Errorf("committing: %w", err)
-		}
-		return n, nil
+// updateHalfAlone runs updateHalf in a transaction of its own, on a
+// connection of its own, which takes the half's lock (nowait: or ErrBusy),
+// then calls locked if set, and commits.
+func (u *Updater) updateHalfAlone(ctx context.Context, h half, rebuild, nowait bool, locked func() error) (int, error) {
+	conn, err := u.DB.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("getting a connection: %w", err)
 	}
+	defer conn.Close()
+	tx, err := u.begin(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if h.lock != "" {
+		if err := u.lock(ctx, tx, h.lock, nowait); err != nil {
+			return 0, err
+		}
+	}
+	if locked != nil {
+		if err := locked(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := u.updateHalf(ctx, h, conn, tx, rebuild)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("committing: %w", err)
+	}
+	return n, nil
+}
+
+// updateHalf drains h's queue entries and updates its tables, in tx on
+// conn.
+func (u *Updater) updateHalf(ctx context.Context, h half, conn *sql.Conn, tx *sql.Tx, rebuild bool) (int, error) {
 	if rebuild {
 		for _, t := range h.tables {
 			// DELETE, not TRUNCATE: TRUNCATE needs an ACCESS EXCLUSIVE lock
